@@ -1,0 +1,257 @@
+//! The embedded adapter: the same semantics as the NATS adapter inside one process. Durable
+//! streams are bounded queues (publishers wait when workers fall behind; nothing is dropped);
+//! pub/sub drops for a subscriber whose buffer is full, as core NATS does for slow consumers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use parking_lot::Mutex;
+use switchyard_schema::subjects::{stream_of, subject_matches, STREAM_FACTS, STREAM_IN};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Acker, Bus, BusError, Delivery, Message, Replier};
+
+const STREAM_CAPACITY: usize = 65_536;
+const SUBSCRIBER_CAPACITY: usize = 65_536;
+
+struct Queued {
+    subject: String,
+    payload: Bytes,
+    seq: u64,
+}
+
+/// One durable stream: a bounded queue shared by all consumers of it.
+struct StreamQueue {
+    tx: mpsc::Sender<Queued>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>,
+    next_seq: AtomicU64,
+}
+
+struct Subscriber {
+    pattern: String,
+    tx: mpsc::Sender<Message>,
+}
+
+#[derive(Clone, Default)]
+pub struct InProcessBus {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    streams: Mutex<HashMap<&'static str, Arc<StreamQueue>>>,
+    subscribers: Mutex<Vec<Subscriber>>,
+}
+
+impl InProcessBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn stream(&self, name: &'static str) -> Arc<StreamQueue> {
+        self.inner
+            .streams
+            .lock()
+            .entry(name)
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
+                Arc::new(StreamQueue {
+                    tx,
+                    rx: Arc::new(tokio::sync::Mutex::new(rx)),
+                    next_seq: AtomicU64::new(1),
+                })
+            })
+            .clone()
+    }
+
+    fn deliver(&self, subject: &str, payload: Bytes, reply: Option<Box<dyn Replier>>) -> bool {
+        let mut subs = self.inner.subscribers.lock();
+        subs.retain(|s| !s.tx.is_closed());
+        let mut reply = reply;
+        let mut delivered = false;
+        for sub in subs.iter().filter(|s| subject_matches(&s.pattern, subject)) {
+            let msg = Message {
+                subject: subject.to_owned(),
+                payload: payload.clone(),
+                // A request goes to one responder only.
+                reply: reply.take(),
+            };
+            match sub.tx.try_send(msg) {
+                Ok(()) => delivered = true,
+                Err(_) => metrics::counter!("switchyard_bus_dropped_total").increment(1),
+            }
+        }
+        delivered
+    }
+}
+
+struct NoopAcker;
+
+#[async_trait]
+impl Acker for NoopAcker {
+    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
+struct OneshotReplier(oneshot::Sender<Bytes>);
+
+#[async_trait]
+impl Replier for OneshotReplier {
+    async fn reply(self: Box<Self>, payload: Bytes) -> Result<(), BusError> {
+        self.0.send(payload).map_err(|_| BusError::Closed)
+    }
+}
+
+#[async_trait]
+impl Bus for InProcessBus {
+    async fn publish_durable(
+        &self,
+        subject: &str,
+        _msg_id: &str,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        let name = stream_of(subject).ok_or_else(|| BusError::NotDurable(subject.into()))?;
+        let stream = self.stream(name);
+        let seq = stream.next_seq.fetch_add(1, Ordering::Relaxed);
+        stream
+            .tx
+            .send(Queued {
+                subject: subject.to_owned(),
+                payload,
+                seq,
+            })
+            .await
+            .map_err(|_| BusError::Closed)
+    }
+
+    async fn consume(
+        &self,
+        stream: &str,
+        _consumer: &str,
+    ) -> Result<BoxStream<'static, Delivery>, BusError> {
+        let name = [STREAM_IN, STREAM_FACTS]
+            .into_iter()
+            .find(|s| *s == stream)
+            .ok_or_else(|| BusError::NotDurable(stream.into()))?;
+        let rx = self.stream(name).rx.clone();
+        Ok(futures::stream::unfold(rx, |rx| async move {
+            let next = rx.lock().await.recv().await?;
+            let delivery = Delivery {
+                subject: next.subject,
+                payload: next.payload,
+                seq: next.seq,
+                acker: Box::new(NoopAcker),
+            };
+            Some((delivery, rx))
+        })
+        .boxed())
+    }
+
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
+        self.deliver(subject, payload, None);
+        Ok(())
+    }
+
+    async fn subscribe(&self, pattern: &str) -> Result<BoxStream<'static, Message>, BusError> {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
+        self.inner.subscribers.lock().push(Subscriber {
+            pattern: pattern.to_owned(),
+            tx,
+        });
+        Ok(tokio_stream_from(rx))
+    }
+
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, BusError> {
+        let (tx, rx) = oneshot::channel();
+        if !self.deliver(subject, payload, Some(Box::new(OneshotReplier(tx)))) {
+            return Err(BusError::NoResponder(subject.into()));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(_)) => Err(BusError::NoResponder(subject.into())),
+            Err(_) => Err(BusError::Timeout(subject.into())),
+        }
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(rx: mpsc::Receiver<T>) -> BoxStream<'static, T> {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) }).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn durable_streams_keep_order_and_sequence() {
+        let bus = InProcessBus::new();
+        for i in 0..5u8 {
+            bus.publish_durable("in.frust.click", "id", Bytes::from(vec![i]))
+                .await
+                .unwrap();
+        }
+        bus.publish_durable("facts.frust", "id", Bytes::from_static(b"f"))
+            .await
+            .unwrap();
+        let mut inbound = bus.consume(STREAM_IN, "workers").await.unwrap();
+        for i in 0..5u8 {
+            let d = inbound.next().await.unwrap();
+            assert_eq!((d.payload[0], d.seq), (i, i as u64 + 1));
+            d.ack().await.unwrap();
+        }
+        let mut facts = bus.consume(STREAM_FACTS, "aggregator").await.unwrap();
+        assert_eq!(&facts.next().await.unwrap().payload[..], b"f");
+        assert!(matches!(
+            bus.publish_durable("out.frust", "id", Bytes::new()).await,
+            Err(BusError::NotDurable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn pubsub_matches_patterns_and_requests_get_one_reply() {
+        let bus = InProcessBus::new();
+        let mut all_out = bus.subscribe("out.>").await.unwrap();
+        let mut frust = bus.subscribe("out.frust").await.unwrap();
+        bus.publish("out.frust", Bytes::from_static(b"a"))
+            .await
+            .unwrap();
+        bus.publish("out.chat.room.1", Bytes::from_static(b"b"))
+            .await
+            .unwrap();
+        assert_eq!(&all_out.next().await.unwrap().payload[..], b"a");
+        assert_eq!(&all_out.next().await.unwrap().payload[..], b"b");
+        assert_eq!(&frust.next().await.unwrap().payload[..], b"a");
+
+        let mut service = bus.subscribe("rpc.echo").await.unwrap();
+        let responder = tokio::spawn(async move {
+            let msg = service.next().await.unwrap();
+            msg.reply.unwrap().reply(msg.payload).await.unwrap();
+        });
+        let answer = bus
+            .request(
+                "rpc.echo",
+                Bytes::from_static(b"ping"),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(&answer[..], b"ping");
+        responder.await.unwrap();
+        assert!(matches!(
+            bus.request("rpc.none", Bytes::new(), Duration::from_millis(10))
+                .await,
+            Err(BusError::NoResponder(_))
+        ));
+    }
+}

@@ -1,0 +1,95 @@
+//! The bus port: how roles talk without knowing about each other. Two kinds of traffic:
+//! durable streams (inbound packets, persisted facts) read through shared consumers with acks,
+//! and plain pub/sub (fan-out, presence) plus request/reply (queries between roles).
+
+mod in_process;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+pub use in_process::InProcessBus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("subject `{0}` belongs to no durable stream")]
+    NotDurable(String),
+    #[error("no responder for `{0}`")]
+    NoResponder(String),
+    #[error("request to `{0}` timed out")]
+    Timeout(String),
+    #[error("bus is closed")]
+    Closed,
+    #[error("bus backend: {0}")]
+    Backend(String),
+}
+
+/// Acknowledges one durable delivery; until acked it may be redelivered (cluster mode).
+#[async_trait]
+pub trait Acker: Send {
+    async fn ack(self: Box<Self>) -> Result<(), BusError>;
+}
+
+/// One message read from a durable stream.
+pub struct Delivery {
+    pub subject: String,
+    pub payload: Bytes,
+    /// Position in the stream; the aggregator checkpoints on it.
+    pub seq: u64,
+    pub acker: Box<dyn Acker>,
+}
+
+impl Delivery {
+    pub async fn ack(self) -> Result<(), BusError> {
+        self.acker.ack().await
+    }
+}
+
+/// Sends the answer to a request.
+#[async_trait]
+pub trait Replier: Send {
+    async fn reply(self: Box<Self>, payload: Bytes) -> Result<(), BusError>;
+}
+
+/// One message from a plain subscription; `reply` is set when the sender awaits an answer.
+pub struct Message {
+    pub subject: String,
+    pub payload: Bytes,
+    pub reply: Option<Box<dyn Replier>>,
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Appends to the durable stream owning `subject`; returns once the stream has it.
+    /// `msg_id` deduplicates retries of the same packet.
+    async fn publish_durable(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<(), BusError>;
+
+    /// Reads `stream` through the named durable consumer; consumers with the same name share
+    /// the work, each delivery going to one of them.
+    async fn consume(
+        &self,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<BoxStream<'static, Delivery>, BusError>;
+
+    /// Fire-and-forget publish to every current subscriber.
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError>;
+
+    /// Subscribes to a subject pattern (`*` and `>` wildcards).
+    async fn subscribe(&self, pattern: &str) -> Result<BoxStream<'static, Message>, BusError>;
+
+    /// Sends a request and waits for the first reply.
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, BusError>;
+}

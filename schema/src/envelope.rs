@@ -1,0 +1,151 @@
+//! What travels on the bus: versioned MessagePack envelopes. Decoding rejects unknown versions so
+//! a mixed-version cluster fails loudly instead of misreading.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::frust::{Click, Event, Message, OnlineUser, Stats, Status};
+
+pub const ENVELOPE_VERSION: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("cannot encode envelope: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("cannot decode envelope: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    #[error("envelope version {0} is not supported (this build speaks {ENVELOPE_VERSION})")]
+    Version(u8),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    v: u8,
+    body: T,
+}
+
+pub fn encode<T: Serialize>(body: &T) -> Result<Vec<u8>, EnvelopeError> {
+    Ok(rmp_serde::to_vec_named(&Envelope {
+        v: ENVELOPE_VERSION,
+        body,
+    })?)
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
+    let env: Envelope<T> = rmp_serde::from_slice(bytes)?;
+    if env.v != ENVELOPE_VERSION {
+        return Err(EnvelopeError::Version(env.v));
+    }
+    Ok(env.body)
+}
+
+/// A packet accepted at an edge, on its way to the workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Inbound {
+    FrustClick {
+        id: String,
+        session: String,
+        click: Click,
+        /// The session's click count including this one (drives milestone toasts).
+        session_clicks: u64,
+    },
+    FrustEvent {
+        id: String,
+        session: String,
+        event: Event,
+    },
+}
+
+impl Inbound {
+    pub fn id(&self) -> &str {
+        match self {
+            Inbound::FrustClick { id, .. } | Inbound::FrustEvent { id, .. } => id,
+        }
+    }
+}
+
+/// What the workers persisted; the aggregator counts these, in stream order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fact {
+    FrustClick {
+        id: String,
+        session: String,
+        user: String,
+        timestamp: i64,
+    },
+    FrustEvent {
+        id: String,
+        session: String,
+        user: String,
+        timestamp: i64,
+    },
+}
+
+/// Something every Frust client should receive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FrustOut {
+    Click(Click),
+    Event(Event),
+    Stats(Stats),
+    Status(Status),
+    Message(Message),
+}
+
+impl FrustOut {
+    /// The Socket.IO event name this is emitted as.
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            FrustOut::Click(_) => "click",
+            FrustOut::Event(_) => "event",
+            FrustOut::Stats(_) => "stats",
+            FrustOut::Status(_) => "status",
+            FrustOut::Message(_) => "message",
+        }
+    }
+}
+
+/// A change in who is connected, from an edge to the aggregator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Presence {
+    Joined {
+        session: String,
+        edge: String,
+    },
+    Renamed {
+        session: String,
+        name: Option<String>,
+    },
+    Left {
+        session: String,
+    },
+}
+
+/// Reply to `rpc.frust.online`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlineUsers(pub Vec<OnlineUser>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_checks_version() {
+        let p = Inbound::FrustEvent {
+            id: "x".into(),
+            session: "s".into(),
+            event: Event {
+                user: "u".into(),
+                name: "n".into(),
+                timestamp: 5,
+            },
+        };
+        let bytes = encode(&p).unwrap();
+        assert_eq!(decode::<Inbound>(&bytes).unwrap(), p);
+
+        let future = rmp_serde::to_vec_named(&Envelope { v: 9, body: &p }).unwrap();
+        assert!(matches!(
+            decode::<Inbound>(&future),
+            Err(EnvelopeError::Version(9))
+        ));
+        assert!(decode::<Inbound>(b"garbage").is_err());
+    }
+}

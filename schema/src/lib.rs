@@ -1,0 +1,11 @@
+//! The contracts every role agrees on: what travels on the bus, what clients send and receive,
+//! and how time is bucketed. No I/O lives here.
+
+pub mod clock;
+pub mod envelope;
+pub mod frust;
+pub mod id;
+pub mod subjects;
+
+pub use clock::Clock;
+pub use id::new_packet_id;

@@ -1,0 +1,195 @@
+//! SQLite adapter: bundled SQLite in WAL mode. One writer thread batches writes into
+//! transactions off the async runtime; reads use a small pool of connections on blocking threads.
+
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OpenFlags};
+use switchyard_schema::frust::{Click, Event, UserRow};
+
+use crate::{
+    CounterUpdate, HourCount, Store, StoreError, StoreResult, StoredClick, StoredEvent, Totals,
+};
+use writer::{WriteOp, Writer};
+
+const SCHEMA: &str = include_str!("../../../schema/sql/sqlite.sql");
+const READ_CONNECTIONS: usize = 4;
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: String,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // WAL lets readers (and other processes sharing the file) proceed while one writes.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+impl SqliteStore {
+    pub fn open(path: &str) -> StoreResult<Self> {
+        if let Some(dir) = Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let conn = Connection::open(path)?;
+        configure(&conn)?;
+        conn.execute_batch(SCHEMA)?;
+        let writer = Writer::start(conn);
+        let mut readers = Vec::with_capacity(READ_CONNECTIONS);
+        for _ in 0..READ_CONNECTIONS {
+            readers.push(Self::read_connection(path)?);
+        }
+        Ok(Self {
+            writer,
+            readers: Arc::new(Mutex::new(readers)),
+            path: path.to_owned(),
+        })
+    }
+
+    fn read_connection(path: &str) -> StoreResult<Connection> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
+    /// Runs a read on a pooled connection on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match readers.lock().pop() {
+                Some(c) => c,
+                None => Self::read_connection(&path)?,
+            };
+            let result = f(&conn);
+            readers.lock().push(conn);
+            Ok(result?)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_click(&self, click: &StoredClick) -> StoreResult<bool> {
+        self.writer.run(WriteOp::InsertClick(click.clone())).await
+    }
+
+    async fn insert_event(&self, event: &StoredEvent) -> StoreResult<bool> {
+        self.writer.run(WriteOp::InsertEvent(event.clone())).await
+    }
+
+    async fn clicks_since(&self, since: i64, limit: u32) -> StoreResult<Vec<Click>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT user, comment, style, timestamp FROM frust_clicks
+                 WHERE timestamp >= ?1 ORDER BY timestamp DESC, id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![since, limit], |r| {
+                Ok(Click {
+                    user: r.get(0)?,
+                    comment: r.get(1)?,
+                    style: r.get(2)?,
+                    timestamp: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn events_since(&self, since: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT user, name, timestamp FROM frust_events
+                 WHERE timestamp >= ?1 ORDER BY timestamp DESC, id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![since, limit], |r| {
+                Ok(Event {
+                    user: r.get(0)?,
+                    name: r.get(1)?,
+                    timestamp: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn totals(&self) -> StoreResult<Totals> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT applied_seq, click_total, event_total FROM aggregator_checkpoint WHERE id = 1",
+            )?;
+            let mut rows = stmt.query([])?;
+            Ok(match rows.next()? {
+                Some(r) => Totals {
+                    applied_seq: r.get::<_, i64>(0)? as u64,
+                    clicks: r.get(1)?,
+                    events: r.get(2)?,
+                },
+                None => Totals::default(),
+            })
+        })
+        .await
+    }
+
+    async fn hours_since(&self, since: i64) -> StoreResult<Vec<HourCount>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT hour, click_count, event_count FROM frust_hours WHERE hour >= ?1",
+            )?;
+            let rows = stmt.query_map([since], |r| {
+                Ok(HourCount {
+                    hour: r.get(0)?,
+                    clicks: r.get(1)?,
+                    events: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserRow>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, click_count, event_count FROM frust_users ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(UserRow {
+                    name: r.get(0)?,
+                    click_count: r.get(1)?,
+                    event_count: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn save_counters(&self, update: &CounterUpdate) -> StoreResult<()> {
+        self.writer.run(WriteOp::SaveCounters(update.clone())).await
+    }
+
+    async fn rebuild_counters(&self) -> StoreResult<()> {
+        self.writer.run(WriteOp::RebuildCounters).await
+    }
+}

@@ -1,0 +1,233 @@
+//! The single SQLite writer. Async callers queue operations; a dedicated thread takes whatever
+//! is queued (up to a batch), runs it in one transaction and answers each caller after commit,
+//! so a burst of clicks costs one fsync instead of one per click.
+
+use rusqlite::{params, Connection, Transaction};
+use tokio::sync::oneshot;
+
+use crate::{CounterUpdate, StoreError, StoreResult, StoredClick, StoredEvent};
+
+const MAX_BATCH: usize = 512;
+
+pub(crate) enum WriteOp {
+    InsertClick(StoredClick),
+    InsertEvent(StoredEvent),
+    SaveCounters(CounterUpdate),
+    RebuildCounters,
+}
+
+/// The reply channel of one queued operation, typed by what it answers.
+pub(crate) enum Reply {
+    Inserted(oneshot::Sender<StoreResult<bool>>),
+    Done(oneshot::Sender<StoreResult<()>>),
+}
+
+/// What one operation produced inside the transaction.
+enum Outcome {
+    Inserted(bool),
+    Done,
+}
+
+struct Job {
+    op: WriteOp,
+    reply: Reply,
+}
+
+pub(crate) struct Writer {
+    tx: std::sync::mpsc::Sender<Job>,
+}
+
+/// Something that can come back from the writer thread.
+pub(crate) trait FromOutcome: Sized + Send + 'static {
+    fn channel() -> (Reply, oneshot::Receiver<StoreResult<Self>>);
+}
+
+impl FromOutcome for bool {
+    fn channel() -> (Reply, oneshot::Receiver<StoreResult<Self>>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply::Inserted(tx), rx)
+    }
+}
+
+impl FromOutcome for () {
+    fn channel() -> (Reply, oneshot::Receiver<StoreResult<Self>>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply::Done(tx), rx)
+    }
+}
+
+impl Writer {
+    pub(crate) fn start(conn: Connection) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, rx))
+            .expect("spawn sqlite writer thread");
+        Self { tx }
+    }
+
+    pub(crate) async fn run<T: FromOutcome>(&self, op: WriteOp) -> StoreResult<T> {
+        let (reply, rx) = T::channel();
+        self.tx
+            .send(Job { op, reply })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn run(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let size = batch.len();
+        write_batch(&mut conn, batch);
+        metrics::histogram!("switchyard_store_batch_seconds").record(started.elapsed());
+        metrics::histogram!("switchyard_store_batch_size").record(size as f64);
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(batch, &e),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let outcome = apply(&tx, job.op);
+        results.push((job.reply, outcome));
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for (reply, outcome) in results {
+                answer(reply, outcome.map_err(StoreError::from));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sqlite commit failed");
+            metrics::counter!("switchyard_store_errors_total", "op" => "commit").increment(1);
+            for (reply, _) in results {
+                answer(reply, Err(StoreError::Sqlite(clone_error(&e))));
+            }
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Job>, e: &rusqlite::Error) {
+    tracing::error!(error = %e, "sqlite transaction failed to start");
+    for job in batch {
+        answer(job.reply, Err(StoreError::Sqlite(clone_error(e))));
+    }
+}
+
+fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
+}
+
+fn answer(reply: Reply, outcome: StoreResult<Outcome>) {
+    // A caller that gave up waiting is not an error of the write.
+    match reply {
+        Reply::Inserted(tx) => {
+            let _ = tx.send(outcome.map(|o| matches!(o, Outcome::Inserted(true))));
+        }
+        Reply::Done(tx) => {
+            let _ = tx.send(outcome.map(|_| ()));
+        }
+    }
+}
+
+fn apply(tx: &Transaction, op: WriteOp) -> rusqlite::Result<Outcome> {
+    match op {
+        WriteOp::InsertClick(c) => {
+            let n = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO frust_clicks (id, user, comment, style, timestamp)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    c.id,
+                    c.click.user,
+                    c.click.comment,
+                    c.click.style,
+                    c.click.timestamp
+                ])?;
+            Ok(Outcome::Inserted(n == 1))
+        }
+        WriteOp::InsertEvent(e) => {
+            let n = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO frust_events (id, user, name, timestamp)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![e.id, e.event.user, e.event.name, e.event.timestamp])?;
+            Ok(Outcome::Inserted(n == 1))
+        }
+        WriteOp::SaveCounters(u) => {
+            save_counters(tx, &u)?;
+            Ok(Outcome::Done)
+        }
+        WriteOp::RebuildCounters => {
+            rebuild_counters(tx)?;
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+fn save_counters(tx: &Transaction, u: &CounterUpdate) -> rusqlite::Result<()> {
+    let mut hour = tx.prepare_cached(
+        "INSERT INTO frust_hours (hour, click_count, event_count) VALUES (?1, ?2, ?3)
+         ON CONFLICT (hour) DO UPDATE SET click_count = excluded.click_count,
+                                          event_count = excluded.event_count",
+    )?;
+    for h in &u.hours {
+        hour.execute(params![h.hour, h.clicks, h.events])?;
+    }
+    let mut user = tx.prepare_cached(
+        "INSERT INTO frust_users (name, click_count, event_count) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET click_count = excluded.click_count,
+                                          event_count = excluded.event_count",
+    )?;
+    for r in &u.users {
+        user.execute(params![r.name, r.click_count, r.event_count])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO aggregator_checkpoint (id, applied_seq, click_total, event_total)
+         VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET applied_seq = excluded.applied_seq,
+             click_total = excluded.click_total, event_total = excluded.event_total",
+    )?
+    .execute(params![
+        u.totals.applied_seq as i64,
+        u.totals.clicks,
+        u.totals.events
+    ])?;
+    Ok(())
+}
+
+fn rebuild_counters(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "DELETE FROM frust_hours;
+         INSERT INTO frust_hours (hour, click_count, event_count)
+           SELECT hour, SUM(c), SUM(e) FROM (
+             SELECT timestamp - (timestamp % 3600) AS hour, 1 AS c, 0 AS e FROM frust_clicks
+             UNION ALL
+             SELECT timestamp - (timestamp % 3600) AS hour, 0 AS c, 1 AS e FROM frust_events)
+           GROUP BY hour;
+         DELETE FROM frust_users;
+         INSERT INTO frust_users (name, click_count, event_count)
+           SELECT user, SUM(c), SUM(e) FROM (
+             SELECT user, 1 AS c, 0 AS e FROM frust_clicks
+             UNION ALL
+             SELECT user, 0 AS c, 1 AS e FROM frust_events)
+           GROUP BY user;
+         INSERT INTO aggregator_checkpoint (id, applied_seq, click_total, event_total)
+           VALUES (1, 0, (SELECT COUNT(*) FROM frust_clicks), (SELECT COUNT(*) FROM frust_events))
+           ON CONFLICT (id) DO UPDATE SET applied_seq = 0,
+             click_total = excluded.click_total, event_total = excluded.event_total;",
+    )
+}
