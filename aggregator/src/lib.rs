@@ -1,1 +1,149 @@
+//! Aggregator role: applies persisted facts to exact counters (saved with the stream sequence
+//! they include), keeps who is online, and publishes `status` (coalesced) and hourly `stats`.
 
+mod counters;
+mod presence;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use switchyard_bus::{Bus, Delivery};
+use switchyard_schema::envelope::{self, Fact, FrustOut, OnlineUsers, Presence};
+use switchyard_schema::subjects::{OUT_FRUST, PRESENCE_FRUST, RPC_FRUST_ONLINE, STREAM_FACTS};
+use switchyard_schema::Clock;
+use switchyard_store::Store;
+use tokio_util::sync::CancellationToken;
+
+pub use counters::Counters;
+use presence::Sessions;
+
+/// Facts applied before the counters are flushed and acknowledged, at most.
+const MAX_FLUSH: usize = 2048;
+const DRAIN_IDLE: Duration = Duration::from_millis(300);
+
+#[derive(Debug, Clone)]
+pub struct AggregatorConfig {
+    pub clock: Clock,
+    /// How long `status` changes are gathered before one broadcast (connect storms).
+    pub status_window: Duration,
+    /// Recount from stored rows at start: for a bus whose streams die with the process.
+    pub rebuild_on_start: bool,
+}
+
+pub struct Aggregator {
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
+    config: AggregatorConfig,
+}
+
+impl Aggregator {
+    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>, config: AggregatorConfig) -> Self {
+        Self { bus, store, config }
+    }
+
+    /// Runs until `shutdown` is cancelled and the facts stream has drained.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        if self.config.rebuild_on_start {
+            self.store.rebuild_counters().await?;
+        }
+        let mut counters = Counters::load(&*self.store).await?;
+        let mut sessions = Sessions::default();
+        let mut facts = self.bus.consume(STREAM_FACTS, "aggregator").await?;
+        let mut presence = self.bus.subscribe(PRESENCE_FRUST).await?;
+        let mut queries = self.bus.subscribe(RPC_FRUST_ONLINE).await?;
+        let mut status_tick = tokio::time::interval(self.config.status_window);
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let clock = self.config.clock;
+        let mut draining = false;
+
+        loop {
+            let next_hour = tokio::time::sleep(Duration::from_millis(clock.ms_until_next_hour()));
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if !draining => draining = true,
+                fact = facts.next() => match fact {
+                    Some(first) => self.apply_batch(first, &mut facts, &mut counters, &mut sessions).await?,
+                    None => break,
+                },
+                msg = presence.next() => if let Some(msg) = msg {
+                    match envelope::decode::<Presence>(&msg.payload) {
+                        Ok(p) => sessions.apply(p),
+                        Err(e) => tracing::warn!(error = %e, "bad presence message"),
+                    }
+                },
+                query = queries.next() => if let Some(q) = query {
+                    if let Some(reply) = q.reply {
+                        let online = OnlineUsers(sessions.online_users());
+                        let bytes = Bytes::from(envelope::encode(&online)?);
+                        let _ = reply.reply(bytes).await;
+                    }
+                },
+                _ = status_tick.tick() => {
+                    if let Some(status) = sessions.take_status_change() {
+                        self.broadcast(&FrustOut::Status(status)).await;
+                    }
+                },
+                _ = next_hour => {
+                    // Let the new hour start for everyone: each client resets its hour count.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    self.broadcast(&FrustOut::Stats(counters.stats(clock.now()))).await;
+                },
+                _ = tokio::time::sleep(DRAIN_IDLE), if draining => break,
+            }
+        }
+        tracing::info!("aggregator drained and stopped");
+        Ok(())
+    }
+
+    /// Applies `first` and whatever else is ready, saves once, then acknowledges them all.
+    async fn apply_batch(
+        &self,
+        first: Delivery,
+        facts: &mut futures::stream::BoxStream<'static, Delivery>,
+        counters: &mut Counters,
+        sessions: &mut Sessions,
+    ) -> anyhow::Result<()> {
+        let mut batch = vec![first];
+        while batch.len() < MAX_FLUSH {
+            match facts.next().now_or_never() {
+                Some(Some(d)) => batch.push(d),
+                _ => break,
+            }
+        }
+        for d in &batch {
+            if d.seq <= counters.applied_seq() {
+                continue; // already counted before a restart
+            }
+            match envelope::decode::<Fact>(&d.payload) {
+                Ok(fact) => {
+                    sessions.count(&fact);
+                    counters.apply(&fact, d.seq);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, seq = d.seq, "undecodable fact skipped");
+                    counters.skip(d.seq);
+                }
+            }
+        }
+        counters.flush(&*self.store).await?;
+        for d in batch {
+            if let Err(e) = d.ack().await {
+                tracing::warn!(error = %e, "fact ack failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn broadcast(&self, out: &FrustOut) {
+        match envelope::encode(out) {
+            Ok(bytes) => {
+                if let Err(e) = self.bus.publish(OUT_FRUST, Bytes::from(bytes)).await {
+                    tracing::warn!(error = %e, "broadcast failed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode broadcast"),
+        }
+    }
+}

@@ -1,1 +1,65 @@
+//! Edge role: terminates client connections, validates and publishes what clients send,
+//! delivers the fan-out to its local sockets and serves the REST API from the store.
+//! It keeps no state another edge would need.
 
+mod frust;
+mod static_files;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use switchyard_bus::Bus;
+use switchyard_schema::Clock;
+use switchyard_store::Store;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Unique per process; presence is tracked per edge.
+    pub edge_id: String,
+    pub clock: Clock,
+    /// Event names broadcast but neither stored nor toasted.
+    pub ephemeral_events: Vec<String>,
+    /// Serve this directory at `/` (the original's `--dev`).
+    pub static_dir: Option<PathBuf>,
+    /// Reported by `GET /api`.
+    pub version: String,
+}
+
+/// A running edge: its HTTP routes and what must be stopped on shutdown.
+pub struct Edge {
+    pub router: Router,
+    frust: Arc<frust::FrustEdge>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Edge {
+    pub async fn start(
+        config: EdgeConfig,
+        bus: Arc<dyn Bus>,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<Self> {
+        let (frust, frust_router, tasks) = frust::start(&config, bus, store).await?;
+        let mut router = Router::new().merge(frust_router);
+        if let Some(dir) = &config.static_dir {
+            router = static_files::serve(router, dir);
+        }
+        Ok(Self {
+            router,
+            frust,
+            tasks,
+        })
+    }
+
+    /// Closes every client connection (each runs its disconnect path: leave toasts, presence).
+    pub async fn close_connections(&self) {
+        self.frust.close().await;
+    }
+
+    pub fn stop_tasks(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

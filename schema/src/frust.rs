@@ -240,6 +240,25 @@ pub fn hour_series(
     rows
 }
 
+/// Stats as of `now`, from the totals and the per-hour counts of (at least) today.
+pub fn stats_at(now: i64, click_total: i64, event_total: i64, hours: &[(i64, i64, i64)]) -> Stats {
+    let (day, hour) = (crate::clock::day_start(now), crate::clock::hour_start(now));
+    let mut stats = Stats {
+        click_count_total: click_total,
+        event_count_total: event_total,
+        ..Stats::default()
+    };
+    for &(h, clicks, events) in hours.iter().filter(|h| h.0 >= day && h.0 <= hour) {
+        stats.click_count_today += clicks;
+        stats.event_count_today += events;
+        if h == hour {
+            stats.click_count_hour += clicks;
+            stats.event_count_hour += events;
+        }
+    }
+    stats
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +360,25 @@ mod tests {
         assert_eq!(
             milestone_toast("u", 50).unwrap().text,
             "u erreicht 50 Klicks!"
+        );
+    }
+
+    #[test]
+    fn stats_split_today_and_hour() {
+        let now = 86_400 * 10 + 7200 + 30;
+        let hours = [
+            (86_400 * 9 + 3600, 5, 1),
+            (86_400 * 10, 2, 0),
+            (86_400 * 10 + 7200, 3, 1),
+        ];
+        let s = stats_at(now, 100, 10, &hours);
+        assert_eq!(
+            (s.click_count_total, s.click_count_today, s.click_count_hour),
+            (100, 5, 3)
+        );
+        assert_eq!(
+            (s.event_count_total, s.event_count_today, s.event_count_hour),
+            (10, 1, 1)
         );
     }
 

@@ -1,1 +1,216 @@
+//! Worker role: reads inbound packets from the durable IN stream, persists them idempotently,
+//! records the fact for the aggregator, publishes the fan-out, then acknowledges.
+//!
+//! Persists run concurrently (so the store can batch them) but complete in stream order, so
+//! fan-out and facts keep the order packets were accepted in.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use switchyard_bus::{Bus, Delivery};
+use switchyard_schema::envelope::{self, Fact, FrustOut, Inbound};
+use switchyard_schema::frust::{event_toast, milestone_toast, Click, Event};
+use switchyard_schema::subjects::{FACTS_FRUST, OUT_FRUST, STREAM_IN};
+use switchyard_store::{Store, StoreResult, StoredClick, StoredEvent};
+use tokio_util::sync::CancellationToken;
+
+/// How many packets may be persisting at once per worker.
+const IN_FLIGHT: usize = 256;
+/// With shutdown requested, a worker stops once its stream has been idle this long.
+const DRAIN_IDLE: Duration = Duration::from_millis(300);
+
+pub struct Worker {
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
+}
+
+/// What persisting one delivery produced.
+struct Persisted {
+    delivery: Delivery,
+    packet: Option<Inbound>,
+    newly_stored: bool,
+}
+
+impl Worker {
+    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>) -> Self {
+        Self { bus, store }
+    }
+
+    /// Runs until `shutdown` is cancelled and the stream has drained.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let deliveries = self.bus.consume(STREAM_IN, "workers").await?;
+        let deliveries = until_drained(deliveries, shutdown);
+        let this = Arc::new(self);
+        let persisting = {
+            let this = this.clone();
+            deliveries.map(move |d| {
+                let this = this.clone();
+                async move { this.persist(d).await }
+            })
+        };
+        let mut done = persisting.buffered(IN_FLIGHT);
+        while let Some(p) = done.next().await {
+            this.publish(p).await;
+        }
+        tracing::info!("worker drained and stopped");
+        Ok(())
+    }
+
+    async fn persist(&self, delivery: Delivery) -> Persisted {
+        let packet = match envelope::decode::<Inbound>(&delivery.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                // A packet no version of us can read would block the stream forever: drop it.
+                tracing::error!(error = %e, subject = %delivery.subject, "undecodable inbound packet dropped");
+                metrics::counter!("switchyard_rejects_total", "api" => "bus", "reason" => "decode")
+                    .increment(1);
+                return Persisted {
+                    delivery,
+                    packet: None,
+                    newly_stored: false,
+                };
+            }
+        };
+        let started = Instant::now();
+        let newly_stored = retry_forever(|| self.store_packet(&packet)).await;
+        metrics::histogram!("switchyard_persist_seconds").record(started.elapsed());
+        Persisted {
+            delivery,
+            packet: Some(packet),
+            newly_stored,
+        }
+    }
+
+    async fn store_packet(&self, packet: &Inbound) -> StoreResult<bool> {
+        match packet {
+            Inbound::FrustClick { id, click, .. } => {
+                self.store
+                    .insert_click(&StoredClick {
+                        id: id.clone(),
+                        click: click.clone(),
+                    })
+                    .await
+            }
+            Inbound::FrustEvent { id, event, .. } => {
+                self.store
+                    .insert_event(&StoredEvent {
+                        id: id.clone(),
+                        event: event.clone(),
+                    })
+                    .await
+            }
+        }
+    }
+
+    async fn publish(&self, p: Persisted) {
+        if let Some(packet) = &p.packet {
+            // The fact is published even for a redelivery: the earlier attempt may have died
+            // before it; the bus deduplicates on the packet id.
+            let fact = fact_of(packet);
+            let bytes = Bytes::from(envelope::encode(&fact).expect("facts always encode"));
+            retry_forever(|| {
+                self.bus
+                    .publish_durable(FACTS_FRUST, packet.id(), bytes.clone())
+            })
+            .await;
+            // A redelivered packet was already shown to clients: do not show it twice.
+            if p.newly_stored {
+                for out in fan_out_of(packet) {
+                    let bytes =
+                        Bytes::from(envelope::encode(&out).expect("fan-out always encodes"));
+                    if let Err(e) = self.bus.publish(OUT_FRUST, bytes).await {
+                        tracing::warn!(error = %e, "fan-out publish failed");
+                    }
+                }
+            }
+        }
+        if let Err(e) = p.delivery.ack().await {
+            tracing::warn!(error = %e, "ack failed; the packet will be redelivered");
+        }
+    }
+}
+
+/// The stream, ending once shutdown is requested and no delivery arrived for `DRAIN_IDLE`.
+fn until_drained(
+    deliveries: futures::stream::BoxStream<'static, Delivery>,
+    shutdown: CancellationToken,
+) -> futures::stream::BoxStream<'static, Delivery> {
+    futures::stream::unfold(
+        (deliveries, shutdown),
+        |(mut deliveries, shutdown)| async move {
+            let next = tokio::select! {
+                d = deliveries.next() => d,
+                _ = shutdown.cancelled() => {
+                    tokio::time::timeout(DRAIN_IDLE, deliveries.next()).await.ok().flatten()
+                }
+            };
+            next.map(|d| (d, (deliveries, shutdown)))
+        },
+    )
+    .boxed()
+}
+
+/// Retries a store or bus operation with capped backoff: an inbound packet is never dropped
+/// because a dependency hiccupped.
+async fn retry_forever<T, E: std::fmt::Display, F, Fut>(mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "retrying after failure");
+                metrics::counter!("switchyard_worker_retries_total").increment(1);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn fact_of(packet: &Inbound) -> Fact {
+    match packet {
+        Inbound::FrustClick {
+            id, session, click, ..
+        } => Fact::FrustClick {
+            id: id.clone(),
+            session: session.clone(),
+            user: click.user.clone(),
+            timestamp: click.timestamp,
+        },
+        Inbound::FrustEvent { id, session, event } => Fact::FrustEvent {
+            id: id.clone(),
+            session: session.clone(),
+            user: event.user.clone(),
+            timestamp: event.timestamp,
+        },
+    }
+}
+
+/// What every client sees once a packet is stored, in the original backend's order.
+fn fan_out_of(packet: &Inbound) -> Vec<FrustOut> {
+    match packet {
+        Inbound::FrustClick {
+            click,
+            session_clicks,
+            ..
+        } => {
+            let Click { user, .. } = click;
+            let mut out = vec![FrustOut::Click(click.clone())];
+            out.extend(milestone_toast(user, *session_clicks).map(FrustOut::Message));
+            out
+        }
+        Inbound::FrustEvent { event, .. } => {
+            let Event { user, name, .. } = event;
+            vec![
+                FrustOut::Event(event.clone()),
+                FrustOut::Message(event_toast(user, name)),
+            ]
+        }
+    }
+}

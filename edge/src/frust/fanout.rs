@@ -1,0 +1,47 @@
+//! Delivers everything published on `out.frust` to this edge's sockets. Each message is
+//! serialized once by Socket.IO for all recipients.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use socketioxide::SocketIo;
+use switchyard_schema::envelope::{self, FrustOut};
+use switchyard_schema::subjects::OUT_FRUST;
+use tokio::task::JoinHandle;
+
+use super::FrustEdge;
+
+pub async fn spawn(edge: Arc<FrustEdge>) -> anyhow::Result<JoinHandle<()>> {
+    let mut messages = edge.bus.subscribe(OUT_FRUST).await?;
+    Ok(tokio::spawn(async move {
+        while let Some(msg) = messages.next().await {
+            match envelope::decode::<FrustOut>(&msg.payload) {
+                Ok(out) => deliver(&edge, &out).await,
+                Err(e) => tracing::warn!(error = %e, "undecodable fan-out message dropped"),
+            }
+        }
+    }))
+}
+
+async fn deliver(edge: &FrustEdge, out: &FrustOut) {
+    let started = std::time::Instant::now();
+    let result = emit(&edge.io, out).await;
+    metrics::histogram!("switchyard_fanout_seconds").record(started.elapsed());
+    metrics::counter!("switchyard_packets_out_total", "api" => "frust", "type" => out.event_name())
+        .increment(edge.local_socket_count());
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "some sockets could not take a broadcast");
+        metrics::counter!("switchyard_fanout_errors_total", "api" => "frust").increment(1);
+    }
+}
+
+async fn emit(io: &SocketIo, out: &FrustOut) -> Result<(), socketioxide::BroadcastError> {
+    let name = out.event_name();
+    match out {
+        FrustOut::Click(c) => io.emit(name, c).await,
+        FrustOut::Event(e) => io.emit(name, e).await,
+        FrustOut::Stats(s) => io.emit(name, s).await,
+        FrustOut::Status(s) => io.emit(name, s).await,
+        FrustOut::Message(m) => io.emit(name, m).await,
+    }
+}

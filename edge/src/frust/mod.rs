@@ -1,0 +1,104 @@
+//! The Frust click-counter API: Socket.IO at `/api/socket.io` and REST under `/api`.
+
+mod fanout;
+mod rest;
+mod socket;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use axum::Router;
+use bytes::Bytes;
+use serde::Serialize;
+use socketioxide::SocketIo;
+use switchyard_bus::{Bus, BusError};
+use switchyard_schema::envelope::{self, FrustOut, Presence};
+use switchyard_schema::frust::Stats;
+use switchyard_schema::subjects::{OUT_FRUST, PRESENCE_FRUST};
+use switchyard_schema::{clock, Clock};
+use switchyard_store::{Store, StoreResult};
+use tokio::task::JoinHandle;
+
+use crate::EdgeConfig;
+
+pub const SOCKET_IO_PATH: &str = "/api/socket.io";
+
+/// Everything the Frust handlers share.
+pub struct FrustEdge {
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn Store>,
+    pub clock: Clock,
+    pub edge_id: String,
+    pub version: String,
+    pub ephemeral_events: Vec<String>,
+    pub io: SocketIo,
+    /// Sockets connected to this edge (for metrics and per-recipient counts).
+    pub local_sockets: AtomicI64,
+}
+
+pub async fn start(
+    config: &EdgeConfig,
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<(Arc<FrustEdge>, Router, Vec<JoinHandle<()>>)> {
+    let (layer, io) = SocketIo::builder().req_path(SOCKET_IO_PATH).build_layer();
+    let edge = Arc::new(FrustEdge {
+        bus,
+        store,
+        clock: config.clock,
+        edge_id: config.edge_id.clone(),
+        version: config.version.clone(),
+        ephemeral_events: config.ephemeral_events.clone(),
+        io: io.clone(),
+        local_sockets: AtomicI64::new(0),
+    });
+    socket::register(&edge);
+    let fanout = fanout::spawn(edge.clone()).await?;
+    let router = rest::routes(edge.clone()).layer(layer);
+    Ok((edge, router, vec![fanout]))
+}
+
+impl FrustEdge {
+    pub async fn close(&self) {
+        self.io.close().await;
+    }
+
+    /// Stats as of now, from the aggregator's stored counters.
+    pub async fn current_stats(&self) -> StoreResult<Stats> {
+        let now = self.clock.now();
+        let totals = self.store.totals().await?;
+        let hours: Vec<(i64, i64, i64)> = self
+            .store
+            .hours_since(clock::day_start(now))
+            .await?
+            .into_iter()
+            .map(|h| (h.hour, h.clicks, h.events))
+            .collect();
+        Ok(switchyard_schema::frust::stats_at(
+            now,
+            totals.clicks,
+            totals.events,
+            &hours,
+        ))
+    }
+
+    /// Sends something to every Frust client on every edge.
+    pub async fn broadcast(&self, out: &FrustOut) -> Result<(), BusError> {
+        self.bus.publish(OUT_FRUST, encoded(out)).await
+    }
+
+    pub async fn presence(&self, p: &Presence) {
+        if let Err(e) = self.bus.publish(PRESENCE_FRUST, encoded(p)).await {
+            tracing::warn!(error = %e, "presence publish failed");
+        }
+    }
+
+    fn local_socket_count(&self) -> u64 {
+        self.local_sockets.load(Ordering::Relaxed).max(0) as u64
+    }
+}
+
+/// Encodes a bus message; our own types always encode.
+pub fn encoded<T: Serialize>(body: &T) -> Bytes {
+    Bytes::from(envelope::encode(body).expect("bus envelopes always encode"))
+}
