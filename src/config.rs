@@ -30,6 +30,34 @@ pub enum Command {
     Aggregator,
     /// Create or upgrade the store schema, then exit.
     Migrate,
+    /// Print an HS256 chat token signed with SWITCHYARD_JWT_SECRET (development and tests).
+    Token {
+        /// The user id (`sub` claim).
+        #[arg(long)]
+        sub: String,
+        /// Lifetime: seconds, or a number with s, m, h or d.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: u64,
+    },
+}
+
+/// `90`, `90s`, `15m`, `1h`, `7d` → seconds.
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit in `{s}` (use s, m, h or d)")),
+    };
+    Ok(n * scale)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,6 +131,46 @@ pub struct Common {
         global = true
     )]
     pub log_format: LogFormat,
+
+    /// Chat: HS256 secret for user tokens.
+    #[arg(
+        long,
+        env = "SWITCHYARD_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Chat: PEM file with an RSA or EC public key for RS256/ES256 user tokens.
+    #[arg(long, env = "SWITCHYARD_JWT_PUBLIC_KEY", global = true)]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Chat: bearer token that may manage any room over REST.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Chat: largest packet a client may send, in bytes.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_MAX_FRAME",
+        default_value_t = 65_536,
+        global = true
+    )]
+    pub chat_max_frame: usize,
+
+    /// Chat: packets queued per connection before it is dropped as a slow consumer.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_SEND_QUEUE",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub chat_send_queue: usize,
 
     /// Testing: start the clock at this Unix time (it then runs at real speed).
     #[arg(long, env = "SWITCHYARD_CLOCK_START", hide = true, global = true)]

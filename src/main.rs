@@ -13,6 +13,8 @@ use clap::Parser;
 use config::{Cli, Command, Common, LogFormat};
 use switchyard_aggregator::{Aggregator, AggregatorConfig};
 use switchyard_bus::{Bus, InProcessBus};
+use switchyard_edge::chat::auth::ChatAuthConfig;
+use switchyard_edge::chat::ChatConfig;
 use switchyard_edge::{Edge, EdgeConfig};
 use switchyard_schema::Clock;
 use switchyard_workers::Worker;
@@ -28,6 +30,18 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate => {
                 switchyard_store::open(&cli.common.store)?;
                 tracing::info!(store = %cli.common.store, "schema is up to date");
+                Ok(())
+            }
+            Command::Token { sub, ttl } => {
+                let secret = cli
+                    .common
+                    .jwt_secret
+                    .as_deref()
+                    .context("set SWITCHYARD_JWT_SECRET to mint tokens")?;
+                println!(
+                    "{}",
+                    switchyard_edge::chat::auth::mint_hs256(secret, &sub, ttl)?
+                );
                 Ok(())
             }
             Command::Edge | Command::Worker | Command::Aggregator => anyhow::bail!(
@@ -55,6 +69,24 @@ fn clock(common: &Common) -> Clock {
         .clock_start
         .map(Clock::starting_at)
         .unwrap_or_else(Clock::system)
+}
+
+fn chat_config(common: &Common) -> anyhow::Result<ChatConfig> {
+    let jwt_public_key_pem = match &common.jwt_public_key {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    Ok(ChatConfig {
+        auth: ChatAuthConfig {
+            jwt_secret: common.jwt_secret.clone().filter(|s| !s.is_empty()),
+            jwt_public_key_pem,
+            admin_token: common.admin_token.clone(),
+        },
+        max_frame: common.chat_max_frame.max(256),
+        send_queue: common.chat_send_queue.max(16),
+    })
 }
 
 /// Embedded mode: edge, workers and aggregator in one process over the in-process bus.
@@ -89,6 +121,7 @@ async fn run_all(common: Common) -> anyhow::Result<()> {
             ephemeral_events: common.ephemeral_events.clone(),
             static_dir: common.static_dir.clone(),
             version: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
+            chat: chat_config(&common)?,
         },
         bus.clone(),
         store.clone(),

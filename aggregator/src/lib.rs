@@ -1,6 +1,7 @@
 //! Aggregator role: applies persisted facts to exact counters (saved with the stream sequence
 //! they include), keeps who is online, and publishes `status` (coalesced) and hourly `stats`.
 
+mod chat_presence;
 mod counters;
 mod presence;
 
@@ -10,12 +11,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use switchyard_bus::{Bus, Delivery};
-use switchyard_schema::envelope::{self, Fact, FrustOut, OnlineUsers, Presence};
-use switchyard_schema::subjects::{OUT_FRUST, PRESENCE_FRUST, RPC_FRUST_ONLINE, STREAM_FACTS};
+use switchyard_schema::chat::ServerPacket;
+use switchyard_schema::envelope::{
+    self, ChatOut, ChatPresence, ChatTarget, Fact, FrustOut, OnlineUsers, Presence,
+};
+use switchyard_schema::subjects::{
+    OUT_CHAT_USERS, OUT_FRUST, PRESENCE_CHAT, PRESENCE_FRUST, RPC_FRUST_ONLINE, STREAM_FACTS,
+};
 use switchyard_schema::Clock;
 use switchyard_store::Store;
 use tokio_util::sync::CancellationToken;
 
+use chat_presence::ChatPresenceMap;
 pub use counters::Counters;
 use presence::Sessions;
 
@@ -50,9 +57,11 @@ impl Aggregator {
         }
         let mut counters = Counters::load(&*self.store).await?;
         let mut sessions = Sessions::default();
-        let mut facts = self.bus.consume(STREAM_FACTS, "aggregator").await?;
+        let mut facts = self.bus.consume(STREAM_FACTS, "aggregator", ">").await?;
         let mut presence = self.bus.subscribe(PRESENCE_FRUST).await?;
         let mut queries = self.bus.subscribe(RPC_FRUST_ONLINE).await?;
+        let mut chat_presence = self.bus.subscribe(PRESENCE_CHAT).await?;
+        let mut chat_online = ChatPresenceMap::default();
         let mut status_tick = tokio::time::interval(self.config.status_window);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let clock = self.config.clock;
@@ -71,6 +80,14 @@ impl Aggregator {
                     match envelope::decode::<Presence>(&msg.payload) {
                         Ok(p) => sessions.apply(p),
                         Err(e) => tracing::warn!(error = %e, "bad presence message"),
+                    }
+                },
+                msg = chat_presence.next() => if let Some(msg) = msg {
+                    match envelope::decode::<ChatPresence>(&msg.payload) {
+                        Ok(p) => if let Some(user) = chat_online.apply(p) {
+                            self.announce_chat_leave(user);
+                        },
+                        Err(e) => tracing::warn!(error = %e, "bad chat presence message"),
                     }
                 },
                 query = queries.next() => if let Some(q) = query {
@@ -134,6 +151,40 @@ impl Aggregator {
             }
         }
         Ok(())
+    }
+
+    /// Tells the members of `user`'s rooms that the user left (off the loop: it reads the store).
+    fn announce_chat_leave(&self, user: String) {
+        let (bus, store) = (self.bus.clone(), self.store.clone());
+        tokio::spawn(async move {
+            let rooms = match store.rooms_of(&user).await {
+                Ok(rooms) => rooms,
+                Err(e) => return tracing::error!(error = %e, "cannot read rooms for chat-leave"),
+            };
+            let mut recipients: Vec<String> = rooms
+                .into_iter()
+                .flat_map(|r| r.members)
+                .filter(|m| *m != user)
+                .collect();
+            recipients.sort();
+            recipients.dedup();
+            if recipients.is_empty() {
+                return;
+            }
+            let out = ChatOut {
+                target: ChatTarget::Users(recipients),
+                json: ServerPacket::ChatLeave {
+                    participant_id: user,
+                }
+                .to_json(),
+            };
+            match envelope::encode(&out) {
+                Ok(bytes) => {
+                    let _ = bus.publish(OUT_CHAT_USERS, Bytes::from(bytes)).await;
+                }
+                Err(e) => tracing::error!(error = %e, "cannot encode chat-leave"),
+            }
+        });
     }
 
     async fn broadcast(&self, out: &FrustOut) {

@@ -50,14 +50,14 @@ impl Sessions {
                     s.events += 1;
                 }
             }
+            Fact::ChatMessage { .. } => {}
         }
     }
 
     /// The status to broadcast if anyone came or went since the last broadcast.
     pub fn take_status_change(&mut self) -> Option<Status> {
-        std::mem::take(&mut self.changed).then(|| Status {
-            user_count: self.sessions.len() as u64,
-        })
+        let user_count = self.sessions.len() as u64;
+        std::mem::take(&mut self.changed).then_some(Status { user_count })
     }
 
     pub fn online_users(&self) -> Vec<OnlineUser> {

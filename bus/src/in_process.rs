@@ -3,7 +3,6 @@
 //! pub/sub drops for a subscriber whose buffer is full, as core NATS does for slow consumers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +24,13 @@ struct Queued {
     seq: u64,
 }
 
-/// One durable stream: a bounded queue shared by all consumers of it.
-struct StreamQueue {
+/// One durable consumer: a bounded queue of what its filter selects, shared by every
+/// process-local reader that uses the same consumer name.
+struct ConsumerQueue {
+    stream: &'static str,
+    filter: String,
     tx: mpsc::Sender<Queued>,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>,
-    next_seq: AtomicU64,
 }
 
 struct Subscriber {
@@ -44,7 +45,8 @@ pub struct InProcessBus {
 
 #[derive(Default)]
 struct Inner {
-    streams: Mutex<HashMap<&'static str, Arc<StreamQueue>>>,
+    consumers: Mutex<HashMap<String, Arc<ConsumerQueue>>>,
+    sequences: Mutex<HashMap<&'static str, u64>>,
     subscribers: Mutex<Vec<Subscriber>>,
 }
 
@@ -53,20 +55,28 @@ impl InProcessBus {
         Self::default()
     }
 
-    fn stream(&self, name: &'static str) -> Arc<StreamQueue> {
+    fn consumer(&self, stream: &'static str, name: &str, filter: &str) -> Arc<ConsumerQueue> {
         self.inner
-            .streams
+            .consumers
             .lock()
-            .entry(name)
+            .entry(format!("{stream}/{name}"))
             .or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
-                Arc::new(StreamQueue {
+                Arc::new(ConsumerQueue {
+                    stream,
+                    filter: filter.to_owned(),
                     tx,
                     rx: Arc::new(tokio::sync::Mutex::new(rx)),
-                    next_seq: AtomicU64::new(1),
                 })
             })
             .clone()
+    }
+
+    fn next_seq(&self, stream: &'static str) -> u64 {
+        let mut seqs = self.inner.sequences.lock();
+        let seq = seqs.entry(stream).or_insert(0);
+        *seq += 1;
+        *seq
     }
 
     fn deliver(&self, subject: &str, payload: Bytes, reply: Option<Box<dyn Replier>>) -> bool {
@@ -116,30 +126,42 @@ impl Bus for InProcessBus {
         _msg_id: &str,
         payload: Bytes,
     ) -> Result<(), BusError> {
-        let name = stream_of(subject).ok_or_else(|| BusError::NotDurable(subject.into()))?;
-        let stream = self.stream(name);
-        let seq = stream.next_seq.fetch_add(1, Ordering::Relaxed);
-        stream
-            .tx
-            .send(Queued {
+        let stream = stream_of(subject).ok_or_else(|| BusError::NotDurable(subject.into()))?;
+        let targets: Vec<Arc<ConsumerQueue>> = self
+            .inner
+            .consumers
+            .lock()
+            .values()
+            .filter(|c| c.stream == stream && subject_matches(&c.filter, subject))
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            // Consumers are created before edges accept traffic; this is a wiring bug.
+            return Err(BusError::Backend(format!("no consumer for `{subject}`")));
+        }
+        let seq = self.next_seq(stream);
+        for target in targets {
+            let queued = Queued {
                 subject: subject.to_owned(),
-                payload,
+                payload: payload.clone(),
                 seq,
-            })
-            .await
-            .map_err(|_| BusError::Closed)
+            };
+            target.tx.send(queued).await.map_err(|_| BusError::Closed)?;
+        }
+        Ok(())
     }
 
     async fn consume(
         &self,
         stream: &str,
-        _consumer: &str,
+        consumer: &str,
+        filter: &str,
     ) -> Result<BoxStream<'static, Delivery>, BusError> {
-        let name = [STREAM_IN, STREAM_FACTS]
+        let stream = [STREAM_IN, STREAM_FACTS]
             .into_iter()
             .find(|s| *s == stream)
             .ok_or_else(|| BusError::NotDurable(stream.into()))?;
-        let rx = self.stream(name).rx.clone();
+        let rx = self.consumer(stream, consumer, filter).rx.clone();
         Ok(futures::stream::unfold(rx, |rx| async move {
             let next = rx.lock().await.recv().await?;
             let delivery = Delivery {
@@ -196,6 +218,15 @@ mod tests {
     #[tokio::test]
     async fn durable_streams_keep_order_and_sequence() {
         let bus = InProcessBus::new();
+        let mut inbound = bus
+            .consume(STREAM_IN, "workers", "in.frust.>")
+            .await
+            .unwrap();
+        let mut chat = bus.consume(STREAM_IN, "chat", "in.chat.>").await.unwrap();
+        let mut facts = bus.consume(STREAM_FACTS, "aggregator", ">").await.unwrap();
+        bus.publish_durable("in.chat.3.message", "id", Bytes::from_static(b"c"))
+            .await
+            .unwrap();
         for i in 0..5u8 {
             bus.publish_durable("in.frust.click", "id", Bytes::from(vec![i]))
                 .await
@@ -204,13 +235,21 @@ mod tests {
         bus.publish_durable("facts.frust", "id", Bytes::from_static(b"f"))
             .await
             .unwrap();
-        let mut inbound = bus.consume(STREAM_IN, "workers").await.unwrap();
         for i in 0..5u8 {
             let d = inbound.next().await.unwrap();
-            assert_eq!((d.payload[0], d.seq), (i, i as u64 + 1));
+            assert_eq!(
+                (d.payload[0], d.seq),
+                (i, i as u64 + 2),
+                "stream order and sequence"
+            );
             d.ack().await.unwrap();
         }
-        let mut facts = bus.consume(STREAM_FACTS, "aggregator").await.unwrap();
+        let c = chat.next().await.unwrap();
+        assert_eq!(
+            (&c.payload[..], c.seq),
+            (&b"c"[..], 1),
+            "filters select by subject"
+        );
         assert_eq!(&facts.next().await.unwrap().payload[..], b"f");
         assert!(matches!(
             bus.publish_durable("out.frust", "id", Bytes::new()).await,

@@ -71,12 +71,13 @@ pub trait Bus: Send + Sync + 'static {
         payload: Bytes,
     ) -> Result<(), BusError>;
 
-    /// Reads `stream` through the named durable consumer; consumers with the same name share
-    /// the work, each delivery going to one of them.
+    /// Reads the subjects of `stream` matching `filter` through the named durable consumer;
+    /// readers with the same consumer name share the work, each delivery going to one of them.
     async fn consume(
         &self,
         stream: &str,
         consumer: &str,
+        filter: &str,
     ) -> Result<BoxStream<'static, Delivery>, BusError>;
 
     /// Fire-and-forget publish to every current subscriber.

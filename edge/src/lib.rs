@@ -2,7 +2,8 @@
 //! delivers the fan-out to its local sockets and serves the REST API from the store.
 //! It keeps no state another edge would need.
 
-mod frust;
+pub mod chat;
+pub(crate) mod frust;
 mod static_files;
 
 use std::path::PathBuf;
@@ -25,12 +26,14 @@ pub struct EdgeConfig {
     pub static_dir: Option<PathBuf>,
     /// Reported by `GET /api`.
     pub version: String,
+    pub chat: chat::ChatConfig,
 }
 
 /// A running edge: its HTTP routes and what must be stopped on shutdown.
 pub struct Edge {
     pub router: Router,
     frust: Arc<frust::FrustEdge>,
+    chat: Arc<chat::ChatEdge>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -40,20 +43,32 @@ impl Edge {
         bus: Arc<dyn Bus>,
         store: Arc<dyn Store>,
     ) -> anyhow::Result<Self> {
-        let (frust, frust_router, tasks) = frust::start(&config, bus, store).await?;
-        let mut router = Router::new().merge(frust_router);
+        let (frust, frust_router, mut tasks) =
+            frust::start(&config, bus.clone(), store.clone()).await?;
+        let (chat, chat_router, chat_tasks) = chat::start(
+            &config.edge_id,
+            config.clock,
+            config.chat.clone(),
+            bus,
+            store,
+        )
+        .await?;
+        tasks.extend(chat_tasks);
+        let mut router = Router::new().merge(frust_router).merge(chat_router);
         if let Some(dir) = &config.static_dir {
             router = static_files::serve(router, dir);
         }
         Ok(Self {
             router,
             frust,
+            chat,
             tasks,
         })
     }
 
     /// Closes every client connection (each runs its disconnect path: leave toasts, presence).
     pub async fn close_connections(&self) {
+        self.chat.close_all();
         self.frust.close().await;
     }
 

@@ -37,3 +37,28 @@ CREATE TABLE IF NOT EXISTS aggregator_checkpoint (
     click_total INTEGER NOT NULL,
     event_total INTEGER NOT NULL
 );
+
+-- Chat.
+CREATE TABLE IF NOT EXISTS chat_rooms (
+    room_id    TEXT PRIMARY KEY,
+    name       TEXT,
+    created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS chat_members (
+    room_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chat_members_by_user ON chat_members (user_id, room_id);
+
+CREATE TABLE IF NOT EXISTS chat_messages (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT, -- persist order: the order live delivery used
+    id         TEXT NOT NULL UNIQUE,              -- packet id: re-inserts are no-ops
+    room_id    TEXT NOT NULL,
+    sender_id  TEXT NOT NULL,
+    message    TEXT NOT NULL,
+    timestamp  TEXT NOT NULL,                     -- RFC 3339 UTC, as clients see it
+    sent_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chat_messages_by_room ON chat_messages (room_id, seq);

@@ -3,6 +3,7 @@
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::chat::ChatMessage;
 use crate::frust::{Click, Event, Message, OnlineUser, Stats, Status};
 
 pub const ENVELOPE_VERSION: u8 = 1;
@@ -53,12 +54,18 @@ pub enum Inbound {
         session: String,
         event: Event,
     },
+    /// A chat message; its id is the packet id.
+    ChatMessage {
+        message: ChatMessage,
+        sent_at_ms: i64,
+    },
 }
 
 impl Inbound {
     pub fn id(&self) -> &str {
         match self {
             Inbound::FrustClick { id, .. } | Inbound::FrustEvent { id, .. } => id,
+            Inbound::ChatMessage { message, .. } => &message.id,
         }
     }
 }
@@ -77,6 +84,10 @@ pub enum Fact {
         session: String,
         user: String,
         timestamp: i64,
+    },
+    ChatMessage {
+        id: String,
+        room_id: String,
     },
 }
 
@@ -116,6 +127,39 @@ pub enum Presence {
     },
     Left {
         session: String,
+    },
+}
+
+/// Who a chat fan-out message is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatTarget {
+    /// Every connection of every member of the room, except those of `except_user`.
+    Room {
+        room_id: String,
+        except_user: Option<String>,
+    },
+    /// Every connection of these users, once each.
+    Users(Vec<String>),
+}
+
+/// A chat packet to deliver; `json` is serialized once by the publisher for all recipients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatOut {
+    pub target: ChatTarget,
+    pub json: String,
+}
+
+/// A chat connection opening or closing, from an edge to the aggregator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatPresence {
+    Connected {
+        user: String,
+        connection: String,
+        edge: String,
+    },
+    Disconnected {
+        user: String,
+        connection: String,
     },
 }
 

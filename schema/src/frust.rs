@@ -169,7 +169,7 @@ pub fn name_change_toast(old: Option<&str>, new: Option<&str>) -> Option<Message
 
 /// The milestone toast for a session's `n`-th click: at 50 and at every multiple of 100.
 pub fn milestone_toast(user: &str, session_clicks: u64) -> Option<Message> {
-    (session_clicks == 50 || (session_clicks > 0 && session_clicks % 100 == 0))
+    (session_clicks == 50 || (session_clicks > 0 && session_clicks.is_multiple_of(100)))
         .then(|| Message::toast(format!("{user} erreicht {session_clicks} Klicks!")))
 }
 

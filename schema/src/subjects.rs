@@ -9,6 +9,22 @@ pub const STREAM_FACTS: &str = "FACTS";
 pub const IN_FRUST_CLICK: &str = "in.frust.click";
 pub const IN_FRUST_EVENT: &str = "in.frust.event";
 pub const FACTS_FRUST: &str = "facts.frust";
+pub const FACTS_CHAT: &str = "facts.chat";
+
+/// Inbound chat is partitioned by room so one consumer at a time owns a room's order.
+pub const CHAT_PARTITIONS: u32 = 16;
+pub const IN_CHAT_ALL: &str = "in.chat.>";
+pub const IN_FRUST_ALL: &str = "in.frust.>";
+
+/// Chat fan-out for one room's members (`out.chat.room.<room_id>`).
+pub const OUT_CHAT_ROOM_PREFIX: &str = "out.chat.room.";
+pub const OUT_CHAT_ROOM_ALL: &str = "out.chat.room.>";
+/// Chat fan-out addressed to a list of users.
+pub const OUT_CHAT_USERS: &str = "out.chat.users";
+/// Chat connections opening and closing, from edges to the aggregator.
+pub const PRESENCE_CHAT: &str = "presence.chat";
+/// A room's membership changed: edges drop what they cached about it.
+pub const CHAT_ROOM_CHANGED: &str = "chat.room.changed";
 
 /// Everything every Frust client should see (clicks, events, toasts, stats, status).
 pub const OUT_FRUST: &str = "out.frust";
@@ -16,6 +32,25 @@ pub const OUT_FRUST: &str = "out.frust";
 pub const PRESENCE_FRUST: &str = "presence.frust";
 /// Request/reply: the aggregator answers with the online sessions.
 pub const RPC_FRUST_ONLINE: &str = "rpc.frust.online";
+
+/// The inbound subject for a message into `room_id`.
+pub fn in_chat_message(room_id: &str) -> String {
+    format!("in.chat.{}.message", chat_partition(room_id))
+}
+
+pub fn out_chat_room(room_id: &str) -> String {
+    format!("{OUT_CHAT_ROOM_PREFIX}{room_id}")
+}
+
+/// FNV-1a over the room id: stable across processes and releases.
+pub fn chat_partition(room_id: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in room_id.bytes() {
+        hash ^= b as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % CHAT_PARTITIONS
+}
 
 /// Which durable stream a subject belongs to, if any.
 pub fn stream_of(subject: &str) -> Option<&'static str> {
@@ -55,6 +90,14 @@ mod tests {
         assert!(subject_matches("out.>", "out.chat.room.1"));
         assert!(!subject_matches("out.>", "out"));
         assert!(!subject_matches("out.frust", "out.frust.x"));
+    }
+
+    #[test]
+    fn chat_rooms_map_to_a_stable_partition() {
+        assert_eq!(in_chat_message("room-1"), in_chat_message("room-1"));
+        assert!(chat_partition("anything") < CHAT_PARTITIONS);
+        assert!(subject_matches(IN_CHAT_ALL, &in_chat_message("r")));
+        assert!(subject_matches(OUT_CHAT_ROOM_ALL, &out_chat_room("r")));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod sqlite;
 
 use async_trait::async_trait;
+use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 pub use sqlite::SqliteStore;
@@ -76,6 +77,27 @@ pub trait Store: Send + Sync + 'static {
     /// Recomputes every counter from the stored clicks and events and resets the applied
     /// sequence to 0. For a bus whose streams do not outlive the process (embedded mode).
     async fn rebuild_counters(&self) -> StoreResult<()>;
+
+    /// Creates a room with its members (the room id is new).
+    async fn create_room(&self, room: &Room) -> StoreResult<()>;
+    async fn room(&self, room_id: &str) -> StoreResult<Option<Room>>;
+    /// The rooms `user_id` belongs to, with their members.
+    async fn rooms_of(&self, user_id: &str) -> StoreResult<Vec<Room>>;
+    async fn add_member(&self, room_id: &str, user_id: &str) -> StoreResult<()>;
+    async fn remove_member(&self, room_id: &str, user_id: &str) -> StoreResult<()>;
+    /// Persists a chat message; `false` when one with this id was already stored. Messages of a
+    /// room are kept in the order they are inserted.
+    async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<bool>;
+    /// One page of a room's history: the `limit` messages nearest the cursor (or the newest /
+    /// oldest without one, by `order`), after skipping `skip`, in `order`.
+    async fn chat_history(&self, query: &HistoryQuery) -> StoreResult<Vec<ChatMessage>>;
+    async fn room_message_count(&self, room_id: &str) -> StoreResult<u64>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChatMessage {
+    pub message: ChatMessage,
+    pub sent_at_ms: i64,
 }
 
 /// Opens the store a URL names: `sqlite:///abs/path.db` (ScyllaDB comes with its own adapter).

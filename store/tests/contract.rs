@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
+use switchyard_schema::chat::{ChatMessage, HistoryQuery, Order, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 use switchyard_store::{
-    CounterUpdate, HourCount, SqliteStore, Store, StoredClick, StoredEvent, Totals,
+    CounterUpdate, HourCount, SqliteStore, Store, StoredChatMessage, StoredClick, StoredEvent,
+    Totals,
 };
 
 fn click(id: &str, user: &str, t: i64) -> StoredClick {
@@ -35,6 +37,145 @@ async fn contract(store: Arc<dyn Store>) {
     inserts_are_idempotent_and_read_newest_first(&*store).await;
     counters_round_trip_with_checkpoint(&*store).await;
     rebuild_recounts_from_rows(&*store).await;
+    rooms_and_membership(&*store).await;
+    chat_history_pages_by_skip_and_cursor(&*store).await;
+}
+
+async fn rooms_and_membership(store: &dyn Store) {
+    let room = Room {
+        room_id: "room-a".into(),
+        name: Some("Physics".into()),
+        members: vec!["ann".into(), "ben".into()],
+    };
+    store.create_room(&room).await.unwrap();
+    store
+        .create_room(&Room {
+            room_id: "room-b".into(),
+            name: None,
+            members: vec!["ann".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.room("room-a").await.unwrap(), Some(room.clone()));
+    assert_eq!(store.room("nope").await.unwrap(), None);
+    let anns: Vec<String> = store
+        .rooms_of("ann")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.room_id)
+        .collect();
+    assert_eq!(anns, vec!["room-a", "room-b"]);
+    store.add_member("room-b", "cid").await.unwrap();
+    store.add_member("room-b", "cid").await.unwrap(); // idempotent
+    assert_eq!(
+        store.room("room-b").await.unwrap().unwrap().members,
+        vec!["ann", "cid"]
+    );
+    store.remove_member("room-a", "ben").await.unwrap();
+    assert!(store.rooms_of("ben").await.unwrap().is_empty());
+    assert_eq!(
+        store.rooms_of("cid").await.unwrap()[0].members,
+        vec!["ann", "cid"]
+    );
+}
+
+fn chat(id: &str, room: &str, text: &str) -> StoredChatMessage {
+    StoredChatMessage {
+        message: ChatMessage {
+            id: id.into(),
+            room_id: room.into(),
+            sender_id: "ann".into(),
+            message: text.into(),
+            timestamp: "2024-08-21T14:30:00.000Z".into(),
+        },
+        sent_at_ms: 1,
+    }
+}
+
+async fn chat_history_pages_by_skip_and_cursor(store: &dyn Store) {
+    // Insert order is the room's order, whatever the ids look like.
+    let ids: Vec<String> = (0..25).map(|i| format!("z{:02}", 25 - i)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        assert!(store
+            .insert_chat_message(&chat(id, "room-h", &format!("m{i}")))
+            .await
+            .unwrap());
+    }
+    assert!(!store
+        .insert_chat_message(&chat(&ids[3], "room-h", "again"))
+        .await
+        .unwrap());
+    store
+        .insert_chat_message(&chat("other", "room-x", "elsewhere"))
+        .await
+        .unwrap();
+    assert_eq!(store.room_message_count("room-h").await.unwrap(), 25);
+
+    let page = |limit, skip, order, before: Option<usize>, after: Option<usize>| HistoryQuery {
+        room_id: "room-h".into(),
+        limit,
+        skip,
+        order,
+        before: before.map(|i: usize| ids[i].clone()),
+        after: after.map(|i: usize| ids[i].clone()),
+    };
+    let texts = |v: Vec<ChatMessage>| v.into_iter().map(|m| m.message).collect::<Vec<_>>();
+    let newest = texts(
+        store
+            .chat_history(&page(3, 0, Order::Desc, None, None))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(newest, vec!["m24", "m23", "m22"]);
+    let oldest = texts(
+        store
+            .chat_history(&page(3, 1, Order::Asc, None, None))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(oldest, vec!["m1", "m2", "m3"]);
+    let before = texts(
+        store
+            .chat_history(&page(3, 0, Order::Desc, Some(10), None))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(before, vec!["m9", "m8", "m7"]);
+    let before_asc = texts(
+        store
+            .chat_history(&page(3, 0, Order::Asc, Some(10), None))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        before_asc,
+        vec!["m7", "m8", "m9"],
+        "nearest to the cursor, in the asked order"
+    );
+    let after = texts(
+        store
+            .chat_history(&page(2, 0, Order::Asc, None, Some(23)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(after, vec!["m24"]);
+
+    // Walking back with `before` visits every message exactly once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = HistoryQuery {
+            before: cursor.clone(),
+            ..page(10, 0, Order::Desc, None, None)
+        };
+        let batch = store.chat_history(&q).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        cursor = Some(last.id.clone());
+        seen.extend(batch.into_iter().map(|m| m.message));
+    }
+    let expected: Vec<String> = (0..25).rev().map(|i| format!("m{i}")).collect();
+    assert_eq!(seen, expected);
 }
 
 async fn inserts_are_idempotent_and_read_newest_first(store: &dyn Store) {

@@ -1,8 +1,9 @@
 //! Worker role: reads inbound packets from the durable IN stream, persists them idempotently,
 //! records the fact for the aggregator, publishes the fan-out, then acknowledges.
 //!
-//! Persists run concurrently (so the store can batch them) but complete in stream order, so
-//! fan-out and facts keep the order packets were accepted in.
+//! Frust packets persist concurrently (so the store can batch them) but complete in stream
+//! order, so fan-out and facts keep the order packets were accepted in. Chat messages persist
+//! one at a time: the store's order of a room is then the order live delivery used.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,14 +11,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use switchyard_bus::{Bus, Delivery};
-use switchyard_schema::envelope::{self, Fact, FrustOut, Inbound};
+use switchyard_schema::chat::ServerPacket;
+use switchyard_schema::envelope::{self, ChatOut, ChatTarget, Fact, FrustOut, Inbound};
 use switchyard_schema::frust::{event_toast, milestone_toast, Click, Event};
-use switchyard_schema::subjects::{FACTS_FRUST, OUT_FRUST, STREAM_IN};
-use switchyard_store::{Store, StoreResult, StoredClick, StoredEvent};
+use switchyard_schema::subjects::{
+    out_chat_room, FACTS_CHAT, FACTS_FRUST, IN_CHAT_ALL, IN_FRUST_ALL, OUT_FRUST, STREAM_IN,
+};
+use switchyard_store::{Store, StoreResult, StoredChatMessage, StoredClick, StoredEvent};
 use tokio_util::sync::CancellationToken;
 
-/// How many packets may be persisting at once per worker.
-const IN_FLIGHT: usize = 256;
+/// How many Frust packets may be persisting at once per worker.
+const FRUST_IN_FLIGHT: usize = 256;
 /// With shutdown requested, a worker stops once its stream has been idle this long.
 const DRAIN_IDLE: Duration = Duration::from_millis(300);
 
@@ -38,23 +42,41 @@ impl Worker {
         Self { bus, store }
     }
 
-    /// Runs until `shutdown` is cancelled and the stream has drained.
+    /// Runs until `shutdown` is cancelled and the streams have drained.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let deliveries = self.bus.consume(STREAM_IN, "workers").await?;
-        let deliveries = until_drained(deliveries, shutdown);
         let this = Arc::new(self);
+        let frust = this.clone().pipeline(
+            IN_FRUST_ALL,
+            "workers-frust",
+            FRUST_IN_FLIGHT,
+            shutdown.clone(),
+        );
+        let chat = this.pipeline(IN_CHAT_ALL, "workers-chat", 1, shutdown);
+        tokio::try_join!(frust, chat)?;
+        tracing::info!("worker drained and stopped");
+        Ok(())
+    }
+
+    /// Persists up to `in_flight` deliveries at once and publishes their results in order.
+    async fn pipeline(
+        self: Arc<Self>,
+        filter: &str,
+        consumer: &str,
+        in_flight: usize,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let deliveries = self.bus.consume(STREAM_IN, consumer, filter).await?;
         let persisting = {
-            let this = this.clone();
-            deliveries.map(move |d| {
+            let this = self.clone();
+            until_drained(deliveries, shutdown).map(move |d| {
                 let this = this.clone();
                 async move { this.persist(d).await }
             })
         };
-        let mut done = persisting.buffered(IN_FLIGHT);
+        let mut done = persisting.buffered(in_flight);
         while let Some(p) = done.next().await {
-            this.publish(p).await;
+            self.publish(p).await;
         }
-        tracing::info!("worker drained and stopped");
         Ok(())
     }
 
@@ -101,6 +123,17 @@ impl Worker {
                     })
                     .await
             }
+            Inbound::ChatMessage {
+                message,
+                sent_at_ms,
+            } => {
+                self.store
+                    .insert_chat_message(&StoredChatMessage {
+                        message: message.clone(),
+                        sent_at_ms: *sent_at_ms,
+                    })
+                    .await
+            }
         }
     }
 
@@ -108,19 +141,17 @@ impl Worker {
         if let Some(packet) = &p.packet {
             // The fact is published even for a redelivery: the earlier attempt may have died
             // before it; the bus deduplicates on the packet id.
-            let fact = fact_of(packet);
-            let bytes = Bytes::from(envelope::encode(&fact).expect("facts always encode"));
+            let (facts_subject, fact) = fact_of(packet);
+            let bytes = encoded(&fact);
             retry_forever(|| {
                 self.bus
-                    .publish_durable(FACTS_FRUST, packet.id(), bytes.clone())
+                    .publish_durable(facts_subject, packet.id(), bytes.clone())
             })
             .await;
             // A redelivered packet was already shown to clients: do not show it twice.
             if p.newly_stored {
-                for out in fan_out_of(packet) {
-                    let bytes =
-                        Bytes::from(envelope::encode(&out).expect("fan-out always encodes"));
-                    if let Err(e) = self.bus.publish(OUT_FRUST, bytes).await {
+                for (subject, bytes) in fan_out_of(packet) {
+                    if let Err(e) = self.bus.publish(&subject, bytes).await {
                         tracing::warn!(error = %e, "fan-out publish failed");
                     }
                 }
@@ -173,27 +204,50 @@ where
     }
 }
 
-fn fact_of(packet: &Inbound) -> Fact {
+fn encoded<T: serde::Serialize>(body: &T) -> Bytes {
+    Bytes::from(envelope::encode(body).expect("bus envelopes always encode"))
+}
+
+/// The fact the aggregator counts, and the subject it goes to.
+fn fact_of(packet: &Inbound) -> (&'static str, Fact) {
     match packet {
         Inbound::FrustClick {
             id, session, click, ..
-        } => Fact::FrustClick {
-            id: id.clone(),
-            session: session.clone(),
-            user: click.user.clone(),
-            timestamp: click.timestamp,
-        },
-        Inbound::FrustEvent { id, session, event } => Fact::FrustEvent {
-            id: id.clone(),
-            session: session.clone(),
-            user: event.user.clone(),
-            timestamp: event.timestamp,
-        },
+        } => (
+            FACTS_FRUST,
+            Fact::FrustClick {
+                id: id.clone(),
+                session: session.clone(),
+                user: click.user.clone(),
+                timestamp: click.timestamp,
+            },
+        ),
+        Inbound::FrustEvent { id, session, event } => (
+            FACTS_FRUST,
+            Fact::FrustEvent {
+                id: id.clone(),
+                session: session.clone(),
+                user: event.user.clone(),
+                timestamp: event.timestamp,
+            },
+        ),
+        Inbound::ChatMessage { message, .. } => (
+            FACTS_CHAT,
+            Fact::ChatMessage {
+                id: message.id.clone(),
+                room_id: message.room_id.clone(),
+            },
+        ),
     }
 }
 
-/// What every client sees once a packet is stored, in the original backend's order.
-fn fan_out_of(packet: &Inbound) -> Vec<FrustOut> {
+/// What clients see once a packet is stored, in the original backend's order.
+fn fan_out_of(packet: &Inbound) -> Vec<(String, Bytes)> {
+    let frust = |outs: Vec<FrustOut>| {
+        outs.iter()
+            .map(|o| (OUT_FRUST.to_owned(), encoded(o)))
+            .collect::<Vec<_>>()
+    };
     match packet {
         Inbound::FrustClick {
             click,
@@ -203,14 +257,24 @@ fn fan_out_of(packet: &Inbound) -> Vec<FrustOut> {
             let Click { user, .. } = click;
             let mut out = vec![FrustOut::Click(click.clone())];
             out.extend(milestone_toast(user, *session_clicks).map(FrustOut::Message));
-            out
+            frust(out)
         }
         Inbound::FrustEvent { event, .. } => {
             let Event { user, name, .. } = event;
-            vec![
+            frust(vec![
                 FrustOut::Event(event.clone()),
                 FrustOut::Message(event_toast(user, name)),
-            ]
+            ])
+        }
+        Inbound::ChatMessage { message, .. } => {
+            let out = ChatOut {
+                target: ChatTarget::Room {
+                    room_id: message.room_id.clone(),
+                    except_user: None,
+                },
+                json: ServerPacket::MessageReceive(message.clone()).to_json(),
+            };
+            vec![(out_chat_room(&message.room_id), encoded(&out))]
         }
     }
 }

@@ -168,7 +168,7 @@ async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) {
         name: event.name,
         timestamp: edge.clock.now(),
     };
-    if edge.ephemeral_events.iter().any(|n| *n == event.name) {
+    if edge.ephemeral_events.contains(&event.name) {
         // Shown to everyone, but neither stored, counted nor toasted.
         if let Err(e) = edge.broadcast(&FrustOut::Event(event)).await {
             tracing::warn!(error = %e, "ephemeral event broadcast failed");

@@ -1,6 +1,7 @@
 //! SQLite adapter: bundled SQLite in WAL mode. One writer thread batches writes into
 //! transactions off the async runtime; reads use a small pool of connections on blocking threads.
 
+mod chat;
 mod writer;
 
 use std::path::Path;
@@ -9,10 +10,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags};
+use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 use crate::{
-    CounterUpdate, HourCount, Store, StoreError, StoreResult, StoredClick, StoredEvent, Totals,
+    CounterUpdate, HourCount, Store, StoreError, StoreResult, StoredChatMessage, StoredClick,
+    StoredEvent, Totals,
 };
 use writer::{WriteOp, Writer};
 
@@ -191,5 +194,50 @@ impl Store for SqliteStore {
 
     async fn rebuild_counters(&self) -> StoreResult<()> {
         self.writer.run(WriteOp::RebuildCounters).await
+    }
+
+    async fn create_room(&self, room: &Room) -> StoreResult<()> {
+        self.writer.run(WriteOp::CreateRoom(room.clone())).await
+    }
+
+    async fn room(&self, room_id: &str) -> StoreResult<Option<Room>> {
+        let room_id = room_id.to_owned();
+        self.read(move |c| chat::room(c, &room_id)).await
+    }
+
+    async fn rooms_of(&self, user_id: &str) -> StoreResult<Vec<Room>> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| chat::rooms_of(c, &user_id)).await
+    }
+
+    async fn add_member(&self, room_id: &str, user_id: &str) -> StoreResult<()> {
+        self.writer
+            .run(WriteOp::AddMember(room_id.to_owned(), user_id.to_owned()))
+            .await
+    }
+
+    async fn remove_member(&self, room_id: &str, user_id: &str) -> StoreResult<()> {
+        self.writer
+            .run(WriteOp::RemoveMember(
+                room_id.to_owned(),
+                user_id.to_owned(),
+            ))
+            .await
+    }
+
+    async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<bool> {
+        self.writer
+            .run(WriteOp::InsertChatMessage(message.clone()))
+            .await
+    }
+
+    async fn chat_history(&self, query: &HistoryQuery) -> StoreResult<Vec<ChatMessage>> {
+        let query = query.clone();
+        self.read(move |c| chat::history(c, &query)).await
+    }
+
+    async fn room_message_count(&self, room_id: &str) -> StoreResult<u64> {
+        let room_id = room_id.to_owned();
+        self.read(move |c| chat::message_count(c, &room_id)).await
     }
 }

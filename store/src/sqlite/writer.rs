@@ -5,7 +5,9 @@
 use rusqlite::{params, Connection, Transaction};
 use tokio::sync::oneshot;
 
-use crate::{CounterUpdate, StoreError, StoreResult, StoredClick, StoredEvent};
+use switchyard_schema::chat::Room;
+
+use crate::{CounterUpdate, StoreError, StoreResult, StoredChatMessage, StoredClick, StoredEvent};
 
 const MAX_BATCH: usize = 512;
 
@@ -14,6 +16,10 @@ pub(crate) enum WriteOp {
     InsertEvent(StoredEvent),
     SaveCounters(CounterUpdate),
     RebuildCounters,
+    CreateRoom(Room),
+    AddMember(String, String),
+    RemoveMember(String, String),
+    InsertChatMessage(StoredChatMessage),
 }
 
 /// The reply channel of one queued operation, typed by what it answers.
@@ -175,7 +181,50 @@ fn apply(tx: &Transaction, op: WriteOp) -> rusqlite::Result<Outcome> {
             rebuild_counters(tx)?;
             Ok(Outcome::Done)
         }
+        WriteOp::CreateRoom(room) => {
+            tx.prepare_cached(
+                "INSERT INTO chat_rooms (room_id, name, created_ms)
+                 VALUES (?1, ?2, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
+            )?
+            .execute(params![room.room_id, room.name])?;
+            for member in &room.members {
+                add_member(tx, &room.room_id, member)?;
+            }
+            Ok(Outcome::Done)
+        }
+        WriteOp::AddMember(room_id, user_id) => {
+            add_member(tx, &room_id, &user_id)?;
+            Ok(Outcome::Done)
+        }
+        WriteOp::RemoveMember(room_id, user_id) => {
+            tx.prepare_cached("DELETE FROM chat_members WHERE room_id = ?1 AND user_id = ?2")?
+                .execute(params![room_id, user_id])?;
+            Ok(Outcome::Done)
+        }
+        WriteOp::InsertChatMessage(m) => {
+            let n = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO chat_messages
+                       (id, room_id, sender_id, message, timestamp, sent_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    m.message.id,
+                    m.message.room_id,
+                    m.message.sender_id,
+                    m.message.message,
+                    m.message.timestamp,
+                    m.sent_at_ms
+                ])?;
+            Ok(Outcome::Inserted(n == 1))
+        }
     }
+}
+
+fn add_member(tx: &Transaction, room_id: &str, user_id: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT OR IGNORE INTO chat_members (room_id, user_id) VALUES (?1, ?2)")?
+        .execute(params![room_id, user_id])?;
+    Ok(())
 }
 
 fn save_counters(tx: &Transaction, u: &CounterUpdate) -> rusqlite::Result<()> {

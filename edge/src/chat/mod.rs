@@ -1,0 +1,143 @@
+//! The chat API: JWT-authenticated rooms over a plain websocket at `/chat`, REST under
+//! `/api/chat`.
+
+pub mod auth;
+mod connection;
+mod fanout;
+mod packets;
+mod registry;
+mod rest;
+mod rooms;
+
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use serde::Deserialize;
+use switchyard_bus::Bus;
+use switchyard_schema::subjects::CHAT_ROOM_CHANGED;
+use switchyard_schema::Clock;
+use switchyard_store::Store;
+use tokio::task::JoinHandle;
+
+use auth::{Authenticator, ChatAuthConfig};
+use registry::Registry;
+use rooms::RoomCache;
+
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    pub auth: ChatAuthConfig,
+    /// Largest packet a client may send, in bytes; larger ones get `frame_too_large`.
+    pub max_frame: usize,
+    /// Packets queued for one client before it counts as a slow consumer and is dropped.
+    pub send_queue: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            auth: ChatAuthConfig::default(),
+            max_frame: 64 * 1024,
+            send_queue: 1024,
+        }
+    }
+}
+
+/// Everything the chat handlers share.
+pub struct ChatEdge {
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn Store>,
+    pub clock: Clock,
+    pub edge_id: String,
+    pub config: ChatConfig,
+    pub auth: Authenticator,
+    pub rooms: RoomCache,
+    pub registry: Registry,
+}
+
+pub async fn start(
+    edge_id: &str,
+    clock: Clock,
+    config: ChatConfig,
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<(Arc<ChatEdge>, Router, Vec<JoinHandle<()>>)> {
+    let auth = Authenticator::new(&config.auth)?;
+    if !auth.enabled() {
+        tracing::warn!("chat is disabled: set SWITCHYARD_JWT_SECRET or SWITCHYARD_JWT_PUBLIC_KEY");
+    }
+    let chat = Arc::new(ChatEdge {
+        rooms: RoomCache::new(store.clone()),
+        registry: Registry::default(),
+        bus,
+        store,
+        clock,
+        edge_id: edge_id.to_owned(),
+        config,
+        auth,
+    });
+    let tasks = fanout::spawn(chat.clone()).await?;
+    let router = Router::new()
+        .route("/chat", get(upgrade))
+        .with_state(chat.clone())
+        .merge(rest::routes(chat.clone()));
+    Ok((chat, router, tasks))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Authenticates before the upgrade: a bad, expired or missing token is a plain 401.
+async fn upgrade(
+    State(chat): State<Arc<ChatEdge>>,
+    Query(query): Query<TokenQuery>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let token = query.token.as_deref().or_else(|| auth::bearer(&headers));
+    let Some(user) = token.and_then(|t| chat.auth.verify(t)) else {
+        metrics::counter!("switchyard_rejects_total", "api" => "chat", "reason" => "auth")
+            .increment(1);
+        tracing::debug!(%peer, "chat upgrade refused: no valid token");
+        return (StatusCode::UNAUTHORIZED, "invalid or missing token").into_response();
+    };
+    // Frames up to 4x the packet cap are read and answered with `frame_too_large`; beyond that
+    // the websocket layer closes the connection (1009) without buffering it.
+    let hard_cap = chat.config.max_frame.saturating_mul(4).max(64 * 1024);
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    ws.max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .on_upgrade(move |socket| connection::run(chat, user, socket))
+}
+
+impl ChatEdge {
+    pub fn close_all(&self) {
+        self.registry.close_all();
+    }
+
+    /// Drops what every edge cached about a room after its membership changed.
+    pub async fn room_changed(&self, room_id: &str) {
+        self.rooms.invalidate(room_id);
+        if let Err(e) = self
+            .bus
+            .publish(
+                CHAT_ROOM_CHANGED,
+                Bytes::copy_from_slice(room_id.as_bytes()),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "room change notice failed");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! What each client packet does. Authorization is checked here for every packet that names a
+//! room; a refusal is the same whether the room is someone else's or does not exist.
+
+use axum::extract::ws::Utf8Bytes;
+use switchyard_schema::chat::{
+    rfc3339_ms, ChatMessage, ClientPacket, ErrorCode, Rejection, ServerPacket,
+};
+use switchyard_schema::envelope::{ChatOut, ChatTarget, Inbound};
+use switchyard_schema::new_packet_id;
+use switchyard_schema::subjects::{in_chat_message, out_chat_room, OUT_CHAT_USERS};
+use tokio::sync::mpsc;
+
+use super::ChatEdge;
+use crate::frust::encoded;
+
+pub async fn handle(
+    chat: &ChatEdge,
+    user: &str,
+    reply: &mpsc::Sender<Utf8Bytes>,
+    text: &str,
+) -> Result<(), Rejection> {
+    let packet = ClientPacket::parse(text)?;
+    metrics::counter!("switchyard_packets_in_total", "api" => "chat", "type" => packet.kind())
+        .increment(1);
+    match packet {
+        ClientPacket::MessageSend { room_id, message } => {
+            authorize(chat, &room_id, user).await?;
+            let now_ms = chat.clock.now_ms();
+            let message = ChatMessage {
+                id: new_packet_id(),
+                room_id,
+                sender_id: user.to_owned(),
+                message,
+                timestamp: rfc3339_ms(now_ms),
+            };
+            let subject = in_chat_message(&message.room_id);
+            let id = message.id.clone();
+            let packet = Inbound::ChatMessage {
+                message,
+                sent_at_ms: now_ms,
+            };
+            let started = std::time::Instant::now();
+            chat.bus
+                .publish_durable(&subject, &id, encoded(&packet))
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "chat publish failed");
+                    Rejection::new(ErrorCode::Unavailable, "message not accepted; try again")
+                })?;
+            metrics::histogram!("switchyard_publish_seconds").record(started.elapsed());
+        }
+        ClientPacket::ChatJoin => {
+            let rooms = chat.store.rooms_of(user).await.map_err(unavailable)?;
+            let mut recipients: Vec<String> = rooms
+                .into_iter()
+                .flat_map(|r| r.members)
+                .filter(|m| m != user)
+                .collect();
+            recipients.sort();
+            recipients.dedup();
+            if !recipients.is_empty() {
+                let out = ChatOut {
+                    target: ChatTarget::Users(recipients),
+                    json: ServerPacket::ChatJoinNotify {
+                        participant_id: user.to_owned(),
+                    }
+                    .to_json(),
+                };
+                publish(chat, OUT_CHAT_USERS, &out).await?;
+            }
+        }
+        ClientPacket::Typing { room_id, is_typing } => {
+            authorize(chat, &room_id, user).await?;
+            let out = ChatOut {
+                target: ChatTarget::Room {
+                    room_id: room_id.clone(),
+                    except_user: Some(user.to_owned()),
+                },
+                json: ServerPacket::TypingNotify {
+                    room_id: room_id.clone(),
+                    participant_id: user.to_owned(),
+                    is_typing,
+                }
+                .to_json(),
+            };
+            publish(chat, &out_chat_room(&room_id), &out).await?;
+        }
+        ClientPacket::ListMessages(query) => {
+            authorize(chat, &query.room_id, user).await?;
+            let (messages, total_count) = tokio::try_join!(
+                chat.store.chat_history(&query),
+                chat.store.room_message_count(&query.room_id)
+            )
+            .map_err(unavailable)?;
+            let response = ServerPacket::ListMessageResponse {
+                room_id: query.room_id,
+                messages,
+                total_count,
+            };
+            // The client asked for this; if its queue is full it is a slow consumer anyway.
+            let _ = reply.try_send(response.to_json().into());
+        }
+    }
+    Ok(())
+}
+
+async fn authorize(chat: &ChatEdge, room_id: &str, user: &str) -> Result<(), Rejection> {
+    if chat
+        .rooms
+        .is_member(room_id, user)
+        .await
+        .map_err(unavailable)?
+    {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            ErrorCode::Forbidden,
+            "not a member of this room",
+        ))
+    }
+}
+
+async fn publish(chat: &ChatEdge, subject: &str, out: &ChatOut) -> Result<(), Rejection> {
+    chat.bus.publish(subject, encoded(out)).await.map_err(|e| {
+        tracing::warn!(error = %e, "chat fan-out publish failed");
+        Rejection::new(ErrorCode::Unavailable, "could not deliver; try again")
+    })
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Rejection {
+    tracing::error!(error = %e, "chat store read failed");
+    metrics::counter!("switchyard_store_errors_total", "op" => "chat").increment(1);
+    Rejection::new(ErrorCode::Unavailable, "temporarily unavailable")
+}
