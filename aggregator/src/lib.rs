@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use switchyard_bus::{Bus, Delivery};
+use switchyard_bus::{Bus, ConsumerSpec, Delivery};
 use switchyard_schema::chat::ServerPacket;
 use switchyard_schema::envelope::{
     self, ChatOut, ChatPresence, ChatTarget, Fact, FrustOut, OnlineUsers, Presence,
@@ -57,7 +57,15 @@ impl Aggregator {
         }
         let mut counters = Counters::load(&*self.store).await?;
         let mut sessions = Sessions::default();
-        let mut facts = self.bus.consume(STREAM_FACTS, "aggregator", ">").await?;
+        let mut facts = self
+            .bus
+            .consume(&ConsumerSpec {
+                stream: STREAM_FACTS,
+                name: "aggregator",
+                filter: ">",
+                max_in_flight: MAX_FLUSH * 2,
+            })
+            .await?;
         let mut presence = self.bus.subscribe(PRESENCE_FRUST).await?;
         let mut queries = self.bus.subscribe(RPC_FRUST_ONLINE).await?;
         let mut chat_presence = self.bus.subscribe(PRESENCE_CHAT).await?;

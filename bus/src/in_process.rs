@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use switchyard_schema::subjects::{stream_of, subject_matches, STREAM_FACTS, STREAM_IN};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Acker, Bus, BusError, Delivery, Message, Replier};
+use crate::{Acker, Bus, BusError, ConsumerSpec, Delivery, Message, Replier};
 
 const STREAM_CAPACITY: usize = 65_536;
 const SUBSCRIBER_CAPACITY: usize = 65_536;
@@ -153,15 +153,14 @@ impl Bus for InProcessBus {
 
     async fn consume(
         &self,
-        stream: &str,
-        consumer: &str,
-        filter: &str,
+        spec: &ConsumerSpec<'_>,
     ) -> Result<BoxStream<'static, Delivery>, BusError> {
+        // In one process the reader's own pipeline bounds what is in flight.
         let stream = [STREAM_IN, STREAM_FACTS]
             .into_iter()
-            .find(|s| *s == stream)
-            .ok_or_else(|| BusError::NotDurable(stream.into()))?;
-        let rx = self.consumer(stream, consumer, filter).rx.clone();
+            .find(|s| *s == spec.stream)
+            .ok_or_else(|| BusError::NotDurable(spec.stream.into()))?;
+        let rx = self.consumer(stream, spec.name, spec.filter).rx.clone();
         Ok(futures::stream::unfold(rx, |rx| async move {
             let next = rx.lock().await.recv().await?;
             let delivery = Delivery {

@@ -26,6 +26,19 @@ pub enum BusError {
     Backend(String),
 }
 
+/// A durable consumer of a stream.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerSpec<'a> {
+    pub stream: &'a str,
+    /// Durable name, shared by every reader that splits this work.
+    pub name: &'a str,
+    /// Subject filter within the stream (`*`, `>` wildcards).
+    pub filter: &'a str,
+    /// Deliveries handed out and not yet acknowledged, across all readers. 1 gives strict
+    /// order (one chat partition); more gives throughput.
+    pub max_in_flight: usize,
+}
+
 /// Acknowledges one durable delivery; until acked it may be redelivered (cluster mode).
 #[async_trait]
 pub trait Acker: Send {
@@ -71,13 +84,11 @@ pub trait Bus: Send + Sync + 'static {
         payload: Bytes,
     ) -> Result<(), BusError>;
 
-    /// Reads the subjects of `stream` matching `filter` through the named durable consumer;
-    /// readers with the same consumer name share the work, each delivery going to one of them.
+    /// Reads a durable consumer (created if absent). Readers with the same consumer name,
+    /// in any process, share the work: each delivery goes to one of them.
     async fn consume(
         &self,
-        stream: &str,
-        consumer: &str,
-        filter: &str,
+        spec: &ConsumerSpec<'_>,
     ) -> Result<BoxStream<'static, Delivery>, BusError>;
 
     /// Fire-and-forget publish to every current subscriber.

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use switchyard_bus::{Bus, Delivery};
+use switchyard_bus::{Bus, ConsumerSpec, Delivery};
 use switchyard_schema::chat::ServerPacket;
 use switchyard_schema::envelope::{self, ChatOut, ChatTarget, Fact, FrustOut, Inbound};
 use switchyard_schema::frust::{event_toast, milestone_toast, Click, Event};
 use switchyard_schema::subjects::{
-    out_chat_room, FACTS_CHAT, FACTS_FRUST, IN_CHAT_ALL, IN_FRUST_ALL, OUT_FRUST, STREAM_IN,
+    out_chat_room, CHAT_PARTITIONS, FACTS_CHAT, FACTS_FRUST, IN_FRUST_ALL, OUT_FRUST, STREAM_IN,
 };
 use switchyard_store::{Store, StoreResult, StoredChatMessage, StoredClick, StoredEvent};
 use tokio_util::sync::CancellationToken;
@@ -45,14 +45,25 @@ impl Worker {
     /// Runs until `shutdown` is cancelled and the streams have drained.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let this = Arc::new(self);
-        let frust = this.clone().pipeline(
-            IN_FRUST_ALL,
-            "workers-frust",
+        let mut pipelines = vec![tokio::spawn(this.clone().pipeline(
+            IN_FRUST_ALL.to_owned(),
+            "workers-frust".to_owned(),
             FRUST_IN_FLIGHT,
             shutdown.clone(),
-        );
-        let chat = this.pipeline(IN_CHAT_ALL, "workers-chat", 1, shutdown);
-        tokio::try_join!(frust, chat)?;
+        ))];
+        // One consumer per chat partition, one message in flight each: a room's messages are
+        // persisted and fanned out strictly in order, partitions in parallel.
+        for p in 0..CHAT_PARTITIONS {
+            pipelines.push(tokio::spawn(this.clone().pipeline(
+                format!("in.chat.{p}.>"),
+                format!("workers-chat-{p}"),
+                1,
+                shutdown.clone(),
+            )));
+        }
+        for p in pipelines {
+            p.await??;
+        }
         tracing::info!("worker drained and stopped");
         Ok(())
     }
@@ -60,12 +71,18 @@ impl Worker {
     /// Persists up to `in_flight` deliveries at once and publishes their results in order.
     async fn pipeline(
         self: Arc<Self>,
-        filter: &str,
-        consumer: &str,
+        filter: String,
+        consumer: String,
         in_flight: usize,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let deliveries = self.bus.consume(STREAM_IN, consumer, filter).await?;
+        let spec = ConsumerSpec {
+            stream: STREAM_IN,
+            name: &consumer,
+            filter: &filter,
+            max_in_flight: in_flight,
+        };
+        let deliveries = self.bus.consume(&spec).await?;
         let persisting = {
             let this = self.clone();
             until_drained(deliveries, shutdown).map(move |d| {
