@@ -217,12 +217,24 @@ mod tests {
     #[tokio::test]
     async fn durable_streams_keep_order_and_sequence() {
         let bus = InProcessBus::new();
+        let spec = |stream, name, filter| ConsumerSpec {
+            stream,
+            name,
+            filter,
+            max_in_flight: 1,
+        };
         let mut inbound = bus
-            .consume(STREAM_IN, "workers", "in.frust.>")
+            .consume(&spec(STREAM_IN, "workers", "in.frust.>"))
             .await
             .unwrap();
-        let mut chat = bus.consume(STREAM_IN, "chat", "in.chat.>").await.unwrap();
-        let mut facts = bus.consume(STREAM_FACTS, "aggregator", ">").await.unwrap();
+        let mut chat = bus
+            .consume(&spec(STREAM_IN, "chat", "in.chat.>"))
+            .await
+            .unwrap();
+        let mut facts = bus
+            .consume(&spec(STREAM_FACTS, "aggregator", ">"))
+            .await
+            .unwrap();
         bus.publish_durable("in.chat.3.message", "id", Bytes::from_static(b"c"))
             .await
             .unwrap();
