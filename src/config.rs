@@ -90,6 +90,33 @@ pub struct Common {
     #[arg(long, env = "SWITCHYARD_NATS", global = true)]
     pub nats: Option<String>,
 
+    /// JetStream stream replicas (3 on a 3-node NATS cluster).
+    #[arg(
+        long,
+        env = "SWITCHYARD_NATS_REPLICAS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub nats_replicas: usize,
+
+    /// How often edges report their connections to the aggregator, in milliseconds.
+    #[arg(
+        long,
+        env = "SWITCHYARD_HEARTBEAT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub heartbeat_ms: u64,
+
+    /// An edge silent for this long is considered dead and its users offline, in milliseconds.
+    #[arg(
+        long,
+        env = "SWITCHYARD_EDGE_TIMEOUT_MS",
+        default_value_t = 15_000,
+        global = true
+    )]
+    pub edge_timeout_ms: u64,
+
     /// Serve this frontend directory at `/` (development, like the original's --dev).
     #[arg(long, env = "SWITCHYARD_STATIC_DIR", global = true)]
     pub static_dir: Option<PathBuf>,

@@ -6,7 +6,7 @@ mod counters;
 mod presence;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -37,6 +37,8 @@ pub struct AggregatorConfig {
     pub status_window: Duration,
     /// Recount from stored rows at start: for a bus whose streams die with the process.
     pub rebuild_on_start: bool,
+    /// An edge silent (no heartbeat) for this long is dead: its users go offline.
+    pub edge_timeout: Duration,
 }
 
 pub struct Aggregator {
@@ -74,6 +76,8 @@ impl Aggregator {
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let clock = self.config.clock;
         let mut draining = false;
+        let mut expiry_tick =
+            tokio::time::interval(Duration::from_secs(1).min(self.config.edge_timeout / 3));
 
         loop {
             let next_hour = tokio::time::sleep(Duration::from_millis(clock.ms_until_next_hour()));
@@ -86,13 +90,13 @@ impl Aggregator {
                 },
                 msg = presence.next() => if let Some(msg) = msg {
                     match envelope::decode::<Presence>(&msg.payload) {
-                        Ok(p) => sessions.apply(p),
+                        Ok(p) => sessions.apply(p, Instant::now()),
                         Err(e) => tracing::warn!(error = %e, "bad presence message"),
                     }
                 },
                 msg = chat_presence.next() => if let Some(msg) = msg {
                     match envelope::decode::<ChatPresence>(&msg.payload) {
-                        Ok(p) => if let Some(user) = chat_online.apply(p) {
+                        Ok(p) => for user in chat_online.apply(p, Instant::now()) {
                             self.announce_chat_leave(user);
                         },
                         Err(e) => tracing::warn!(error = %e, "bad chat presence message"),
@@ -103,6 +107,13 @@ impl Aggregator {
                         let online = OnlineUsers(sessions.online_users());
                         let bytes = Bytes::from(envelope::encode(&online)?);
                         let _ = reply.reply(bytes).await;
+                    }
+                },
+                _ = expiry_tick.tick() => {
+                    let now = Instant::now();
+                    sessions.expire(now, self.config.edge_timeout);
+                    for user in chat_online.expire(now, self.config.edge_timeout) {
+                        self.announce_chat_leave(user);
                     }
                 },
                 _ = status_tick.tick() => {

@@ -1,39 +1,96 @@
-//! Who is online: one entry per connected Socket.IO session, with its session counts.
+//! Who is online on the Frust API: one entry per connected Socket.IO session, with its session
+//! counts, across every edge. An edge that stops sending heartbeats loses its sessions.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use switchyard_schema::envelope::{Fact, Presence};
 use switchyard_schema::frust::{OnlineUser, Status};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Session {
+    edge: String,
     name: Option<String>,
     clicks: u64,
     events: u64,
 }
 
+impl Session {
+    fn on(edge: &str) -> Self {
+        Self {
+            edge: edge.to_owned(),
+            name: None,
+            clicks: 0,
+            events: 0,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Sessions {
     sessions: HashMap<String, Session>,
+    edges_seen: HashMap<String, Instant>,
     /// A session came or went since the last `status`: everyone (the newcomer included)
     /// must hear the count, even when it is the same number as before.
     changed: bool,
 }
 
 impl Sessions {
-    pub fn apply(&mut self, p: Presence) {
+    pub fn apply(&mut self, p: Presence, now: Instant) {
         match p {
-            Presence::Joined { session, .. } => {
-                self.sessions.entry(session).or_default();
+            Presence::Joined { session, edge } => {
+                self.edges_seen.insert(edge.clone(), now);
+                self.sessions
+                    .entry(session)
+                    .or_insert_with(|| Session::on(&edge));
                 self.changed = true;
             }
             Presence::Renamed { session, name } => {
-                self.sessions.entry(session).or_default().name = name;
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.name = name;
+                }
             }
             Presence::Left { session } => {
-                self.sessions.remove(&session);
-                self.changed = true;
+                if self.sessions.remove(&session).is_some() {
+                    self.changed = true;
+                }
             }
+            Presence::Heartbeat { edge, sessions } => {
+                self.edges_seen.insert(edge.clone(), now);
+                self.reconcile(&edge, sessions);
+            }
+        }
+    }
+
+    /// Makes this edge's sessions exactly those of its heartbeat.
+    fn reconcile(&mut self, edge: &str, listed: Vec<(String, Option<String>)>) {
+        let listed: HashMap<String, Option<String>> = listed.into_iter().collect();
+        let before = self.sessions.len();
+        self.sessions
+            .retain(|id, s| s.edge != edge || listed.contains_key(id));
+        let mut changed = self.sessions.len() != before;
+        for (id, name) in listed {
+            let s = self.sessions.entry(id).or_insert_with(|| {
+                changed = true;
+                Session::on(edge)
+            });
+            s.name = name;
+        }
+        self.changed |= changed;
+    }
+
+    /// Drops the sessions of edges silent for longer than `timeout` (they died).
+    pub fn expire(&mut self, now: Instant, timeout: Duration) {
+        let dead: Vec<String> = self
+            .edges_seen
+            .iter()
+            .filter(|(_, seen)| now.duration_since(**seen) > timeout)
+            .map(|(edge, _)| edge.clone())
+            .collect();
+        for edge in dead {
+            tracing::warn!(%edge, "edge stopped sending heartbeats; dropping its sessions");
+            self.edges_seen.remove(&edge);
+            self.reconcile(&edge, Vec::new());
         }
     }
 
@@ -78,24 +135,29 @@ impl Sessions {
 mod tests {
     use super::*;
 
+    fn joined(s: &str, edge: &str) -> Presence {
+        Presence::Joined {
+            session: s.into(),
+            edge: edge.into(),
+        }
+    }
+
     #[test]
     fn status_is_announced_once_per_change() {
+        let now = Instant::now();
         let mut s = Sessions::default();
         for i in 0..1000 {
-            s.apply(Presence::Joined {
-                session: format!("s{i}"),
-                edge: "e".into(),
-            });
+            s.apply(joined(&format!("s{i}"), "e"), now);
         }
         assert_eq!(s.take_status_change(), Some(Status { user_count: 1000 }));
         assert_eq!(s.take_status_change(), None);
-        s.apply(Presence::Left {
-            session: "s1".into(),
-        });
-        s.apply(Presence::Joined {
-            session: "s2000".into(),
-            edge: "e".into(),
-        });
+        s.apply(
+            Presence::Left {
+                session: "s1".into(),
+            },
+            now,
+        );
+        s.apply(joined("s2000", "e"), now);
         assert_eq!(
             s.take_status_change(),
             Some(Status { user_count: 1000 }),
@@ -105,15 +167,16 @@ mod tests {
 
     #[test]
     fn sessions_count_their_own_packets() {
+        let now = Instant::now();
         let mut s = Sessions::default();
-        s.apply(Presence::Joined {
-            session: "a".into(),
-            edge: "e".into(),
-        });
-        s.apply(Presence::Renamed {
-            session: "a".into(),
-            name: Some("ann".into()),
-        });
+        s.apply(joined("a", "e"), now);
+        s.apply(
+            Presence::Renamed {
+                session: "a".into(),
+                name: Some("ann".into()),
+            },
+            now,
+        );
         s.count(&Fact::FrustClick {
             id: "1".into(),
             session: "a".into(),
@@ -132,5 +195,39 @@ mod tests {
             (online[0].name.as_deref(), online[0].click_count_session),
             (Some("ann"), 1)
         );
+    }
+
+    #[test]
+    fn a_silent_edge_loses_its_sessions_and_heartbeats_rebuild_them() {
+        let t0 = Instant::now();
+        let mut s = Sessions::default();
+        s.apply(joined("a", "e1"), t0);
+        s.apply(joined("b", "e2"), t0);
+        s.take_status_change();
+        let later = t0 + Duration::from_secs(10);
+        s.apply(
+            Presence::Heartbeat {
+                edge: "e2".into(),
+                sessions: vec![("b".into(), None)],
+            },
+            later,
+        );
+        s.expire(later, Duration::from_secs(5));
+        assert_eq!(
+            s.take_status_change(),
+            Some(Status { user_count: 1 }),
+            "e1 died"
+        );
+        // After an aggregator restart, a heartbeat alone brings sessions back with names.
+        let mut fresh = Sessions::default();
+        fresh.apply(
+            Presence::Heartbeat {
+                edge: "e2".into(),
+                sessions: vec![("b".into(), Some("bob".into()))],
+            },
+            later,
+        );
+        assert_eq!(fresh.online_users()[0].name.as_deref(), Some("bob"));
+        assert_eq!(fresh.take_status_change(), Some(Status { user_count: 1 }));
     }
 }

@@ -27,6 +27,8 @@ pub struct EdgeConfig {
     /// Reported by `GET /api`.
     pub version: String,
     pub chat: chat::ChatConfig,
+    /// How often the edge tells the aggregator who is connected to it.
+    pub heartbeat: std::time::Duration,
 }
 
 /// A running edge: its HTTP routes and what must be stopped on shutdown.
@@ -49,11 +51,17 @@ impl Edge {
             &config.edge_id,
             config.clock,
             config.chat.clone(),
-            bus,
+            bus.clone(),
             store,
         )
         .await?;
         tasks.extend(chat_tasks);
+        tasks.push(spawn_heartbeat(
+            config.heartbeat,
+            bus.clone(),
+            frust.clone(),
+            chat.clone(),
+        ));
         let mut router = Router::new().merge(frust_router).merge(chat_router);
         if let Some(dir) = &config.static_dir {
             router = static_files::serve(router, dir);
@@ -77,4 +85,26 @@ impl Edge {
             t.abort();
         }
     }
+}
+
+/// Publishes this edge's Frust sessions and chat connections at a fixed interval.
+fn spawn_heartbeat(
+    every: std::time::Duration,
+    bus: Arc<dyn Bus>,
+    frust: Arc<frust::FrustEdge>,
+    chat: Arc<chat::ChatEdge>,
+) -> JoinHandle<()> {
+    use switchyard_schema::subjects::{PRESENCE_CHAT, PRESENCE_FRUST};
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let frust_beat = frust::encoded(&frust.heartbeat());
+            let chat_beat = frust::encoded(&chat.heartbeat());
+            if let Err(e) = bus.publish(PRESENCE_FRUST, frust_beat).await {
+                tracing::warn!(error = %e, "heartbeat publish failed");
+            }
+            let _ = bus.publish(PRESENCE_CHAT, chat_beat).await;
+        }
+    })
 }

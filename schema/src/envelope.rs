@@ -128,6 +128,12 @@ pub enum Presence {
     Left {
         session: String,
     },
+    /// Every few seconds: the edge's whole session list (id, name). It keeps the edge alive in
+    /// the aggregator's eyes and rebuilds presence after an aggregator restart.
+    Heartbeat {
+        edge: String,
+        sessions: Vec<(String, Option<String>)>,
+    },
 }
 
 /// Who a chat fan-out message is for.
@@ -160,6 +166,11 @@ pub enum ChatPresence {
     Disconnected {
         user: String,
         connection: String,
+    },
+    /// Every few seconds: the edge's whole list of (user, connection).
+    Heartbeat {
+        edge: String,
+        connections: Vec<(String, String)>,
     },
 }
 

@@ -20,6 +20,7 @@ use axum::Router;
 use bytes::Bytes;
 use serde::Deserialize;
 use switchyard_bus::Bus;
+use switchyard_schema::envelope::ChatPresence;
 use switchyard_schema::subjects::CHAT_ROOM_CHANGED;
 use switchyard_schema::Clock;
 use switchyard_store::Store;
@@ -122,6 +123,13 @@ async fn upgrade(
 }
 
 impl ChatEdge {
+    pub fn heartbeat(&self) -> ChatPresence {
+        ChatPresence::Heartbeat {
+            edge: self.edge_id.clone(),
+            connections: self.registry.snapshot(),
+        }
+    }
+
     pub fn close_all(&self) {
         self.registry.close_all();
     }

@@ -39,6 +39,15 @@ impl Registry {
         }
     }
 
+    /// Every (user, connection) on this edge, for presence heartbeats.
+    pub fn snapshot(&self) -> Vec<(String, String)> {
+        self.by_user
+            .lock()
+            .iter()
+            .flat_map(|(user, conns)| conns.keys().map(|c| (user.clone(), c.clone())))
+            .collect()
+    }
+
     pub fn has_user(&self, user: &str) -> bool {
         self.by_user.lock().contains_key(user)
     }

@@ -34,6 +34,8 @@ pub struct FrustEdge {
     pub io: SocketIo,
     /// Sockets connected to this edge (for metrics and per-recipient counts).
     pub local_sockets: AtomicI64,
+    /// This edge's sessions and their names, for presence heartbeats.
+    pub sessions: parking_lot::Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
 pub async fn start(
@@ -51,6 +53,7 @@ pub async fn start(
         ephemeral_events: config.ephemeral_events.clone(),
         io: io.clone(),
         local_sockets: AtomicI64::new(0),
+        sessions: Default::default(),
     });
     socket::register(&edge);
     let fanout = fanout::spawn(edge.clone()).await?;
@@ -90,6 +93,20 @@ impl FrustEdge {
     pub async fn presence(&self, p: &Presence) {
         if let Err(e) = self.bus.publish(PRESENCE_FRUST, encoded(p)).await {
             tracing::warn!(error = %e, "presence publish failed");
+        }
+    }
+
+    /// The heartbeat that keeps this edge's sessions online cluster-wide.
+    pub fn heartbeat(&self) -> Presence {
+        let sessions = self
+            .sessions
+            .lock()
+            .iter()
+            .map(|(id, name)| (id.clone(), name.clone()))
+            .collect();
+        Presence::Heartbeat {
+            edge: self.edge_id.clone(),
+            sessions,
         }
     }
 

@@ -35,6 +35,7 @@ async fn on_connect(edge: Arc<FrustEdge>, s: SocketRef) {
         clicks: AtomicU64::new(0),
     });
     edge.local_sockets.fetch_add(1, Ordering::Relaxed);
+    edge.sessions.lock().insert(session.id.clone(), None);
     metrics::gauge!("switchyard_connections", "api" => "frust").increment(1.0);
     metrics::counter!("switchyard_connections_total", "api" => "frust", "protocol" => protocol_label(&s))
         .increment(1);
@@ -97,6 +98,7 @@ async fn on_connect(edge: Arc<FrustEdge>, s: SocketRef) {
     });
     s.on_disconnect(async move || {
         edge.local_sockets.fetch_sub(1, Ordering::Relaxed);
+        edge.sessions.lock().remove(&session.id);
         metrics::gauge!("switchyard_connections", "api" => "frust").decrement(1.0);
         rename(&edge, &session, None).await;
         edge.presence(&Presence::Left {
@@ -132,6 +134,9 @@ async fn rename(edge: &FrustEdge, session: &Session, name: Option<String>) {
         }
         std::mem::replace(&mut *current, name.clone())
     };
+    if let Some(entry) = edge.sessions.lock().get_mut(&session.id) {
+        entry.clone_from(&name);
+    }
     if let Some(toast) = frust::name_change_toast(old.as_deref(), name.as_deref()) {
         if let Err(e) = edge.broadcast(&FrustOut::Message(toast)).await {
             tracing::warn!(error = %e, "toast broadcast failed");

@@ -1,0 +1,214 @@
+//! Starts the roles a process runs, serves HTTP, and drains them in order on SIGTERM:
+//! clients first (their disconnects still publish), then workers, then the aggregator.
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchyard_aggregator::{Aggregator, AggregatorConfig};
+use switchyard_bus::{Bus, InProcessBus};
+use switchyard_edge::chat::auth::ChatAuthConfig;
+use switchyard_edge::chat::ChatConfig;
+use switchyard_edge::{Edge, EdgeConfig};
+use switchyard_schema::Clock;
+use switchyard_workers::Worker;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Common;
+use crate::ops;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    pub edge: bool,
+    pub worker: bool,
+    pub aggregator: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        edge: true,
+        worker: true,
+        aggregator: true,
+    };
+    pub const EDGE: Roles = Roles {
+        edge: true,
+        worker: false,
+        aggregator: false,
+    };
+    pub const WORKER: Roles = Roles {
+        edge: false,
+        worker: true,
+        aggregator: false,
+    };
+    pub const AGGREGATOR: Roles = Roles {
+        edge: false,
+        worker: false,
+        aggregator: true,
+    };
+
+    fn is_all(&self) -> bool {
+        self.edge && self.worker && self.aggregator
+    }
+}
+
+/// A background role and the token that asks it to drain.
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn drain(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await?
+    }
+}
+
+async fn connect_bus(common: &Common, roles: Roles) -> anyhow::Result<Arc<dyn Bus>> {
+    match &common.nats {
+        Some(urls) => connect_nats(common, urls).await,
+        None if roles.is_all() => Ok(Arc::new(InProcessBus::new())),
+        None => anyhow::bail!(
+            "a single role runs in cluster mode and needs SWITCHYARD_NATS (NATS server URLs); \
+             `switchyard all` runs every role in one process without it"
+        ),
+    }
+}
+
+async fn connect_nats(_common: &Common, _urls: &str) -> anyhow::Result<Arc<dyn Bus>> {
+    anyhow::bail!("this build has no NATS adapter yet")
+}
+
+fn clock(common: &Common) -> Clock {
+    common
+        .clock_start
+        .map(Clock::starting_at)
+        .unwrap_or_else(Clock::system)
+}
+
+fn chat_config(common: &Common) -> anyhow::Result<ChatConfig> {
+    let jwt_public_key_pem = match &common.jwt_public_key {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    Ok(ChatConfig {
+        auth: ChatAuthConfig {
+            jwt_secret: common.jwt_secret.clone().filter(|s| !s.is_empty()),
+            jwt_public_key_pem,
+            admin_token: common.admin_token.clone(),
+        },
+        max_frame: common.chat_max_frame.max(256),
+        send_queue: common.chat_send_queue.max(16),
+    })
+}
+
+pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
+    let metrics = ops::install_metrics()?;
+    let store = switchyard_store::open(&common.store)
+        .with_context(|| format!("opening store {}", common.store))?;
+    let bus = connect_bus(&common, roles).await?;
+    let clock = clock(&common);
+
+    // Consumers first, so nothing an edge accepts finds no reader.
+    let aggregator = roles.aggregator.then(|| {
+        let stop = CancellationToken::new();
+        let config = AggregatorConfig {
+            clock,
+            status_window: Duration::from_millis(common.status_window_ms.max(1)),
+            // In-process streams die with the process: recount from stored rows instead.
+            rebuild_on_start: common.nats.is_none(),
+            edge_timeout: Duration::from_millis(common.edge_timeout_ms.max(100)),
+        };
+        let task =
+            tokio::spawn(Aggregator::new(bus.clone(), store.clone(), config).run(stop.clone()));
+        Running { stop, task }
+    });
+    let worker = roles.worker.then(|| {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(Worker::new(bus.clone(), store.clone()).run(stop.clone()));
+        Running { stop, task }
+    });
+    let edge = match roles.edge {
+        true => Some(
+            Edge::start(
+                EdgeConfig {
+                    edge_id: switchyard_schema::new_packet_id(),
+                    clock,
+                    ephemeral_events: common.ephemeral_events.clone(),
+                    static_dir: common.static_dir.clone(),
+                    version: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
+                    chat: chat_config(&common)?,
+                    heartbeat: Duration::from_millis(common.heartbeat_ms.max(50)),
+                },
+                bus.clone(),
+                store.clone(),
+            )
+            .await?,
+        ),
+        false => None,
+    };
+
+    let ready = ops::Readiness::default();
+    let mut app = ops::routes(metrics, ready.clone());
+    if let Some(edge) = &edge {
+        app = app.merge(edge.router.clone());
+    }
+    let listener = tokio::net::TcpListener::bind(common.listen)
+        .await
+        .with_context(|| format!("binding {}", common.listen))?;
+    tracing::info!(listen = %common.listen, store = %common.store, ?roles,
+        bus = if common.nats.is_some() { "nats" } else { "in-process" }, "switchyard running");
+    ready.set(true);
+
+    let stop_http = CancellationToken::new();
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop_http.clone().cancelled_owned())
+        .into_future(),
+    );
+
+    shutdown_signal().await;
+    let drain = Duration::from_secs(common.drain_timeout_secs);
+    tracing::info!(?drain, "draining");
+    ready.set(false);
+    let drained = tokio::time::timeout(drain, async {
+        if let Some(edge) = &edge {
+            edge.close_connections().await;
+        }
+        stop_http.cancel();
+        let _ = server.await;
+        if let Some(worker) = worker {
+            worker.drain().await?;
+        }
+        if let Some(aggregator) = aggregator {
+            aggregator.drain().await?;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    if let Some(edge) = &edge {
+        edge.stop_tasks();
+    }
+    match drained {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!(?drain, "drain did not finish in time; exiting anyway"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
