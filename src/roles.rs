@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Common;
 use crate::ops;
 
+/// How long in-flight HTTP requests may run on during a drain.
+const HTTP_GRACE: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone, Copy)]
 pub struct Roles {
     pub edge: bool,
@@ -155,7 +158,7 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     let ready = ops::Readiness::default();
     let mut app = ops::routes(metrics, ready.clone());
     if let Some(edge) = &edge {
-        app = app.merge(edge.router.clone());
+        app = edge.app(app);
     }
     let listener = tokio::net::TcpListener::bind(common.listen)
         .await
@@ -179,11 +182,16 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     tracing::info!(?drain, "draining");
     ready.set(false);
     let drained = tokio::time::timeout(drain, async {
+        // Stop accepting first, so closed clients cannot reconnect to this process.
+        stop_http.cancel();
         if let Some(edge) = &edge {
             edge.close_connections().await;
+            tracing::info!("client connections closed");
         }
-        stop_http.cancel();
-        let _ = server.await;
+        // In-flight requests (long-polls) get a moment to finish; then they are cut.
+        if tokio::time::timeout(HTTP_GRACE, server).await.is_err() {
+            tracing::warn!("HTTP connections still open after the grace period; closing them");
+        }
         if let Some(worker) = worker {
             worker.drain().await?;
         }

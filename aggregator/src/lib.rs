@@ -75,17 +75,31 @@ impl Aggregator {
         let mut status_tick = tokio::time::interval(self.config.status_window);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let clock = self.config.clock;
-        let mut draining = false;
+        // Set when a drain starts; pushed back whenever a fact arrives. Created once, not per
+        // loop pass, so frequent ticks cannot keep postponing it.
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
+        // An absolute deadline: if another branch wins the moment it passes, the next pass
+        // still sees it due (a per-pass relative sleep would skip the hour).
+        let hour_deadline = |clock: &Clock| {
+            tokio::time::Instant::now() + Duration::from_millis(clock.ms_until_next_hour())
+        };
+        let mut next_hour = hour_deadline(&clock);
         let mut expiry_tick =
             tokio::time::interval(Duration::from_secs(1).min(self.config.edge_timeout / 3));
 
         loop {
-            let next_hour = tokio::time::sleep(Duration::from_millis(clock.ms_until_next_hour()));
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled(), if !draining => draining = true,
+                _ = shutdown.cancelled(), if drain_deadline.is_none() => {
+                    drain_deadline = Some(tokio::time::Instant::now() + DRAIN_IDLE);
+                }
                 fact = facts.next() => match fact {
-                    Some(first) => self.apply_batch(first, &mut facts, &mut counters, &mut sessions).await?,
+                    Some(first) => {
+                        self.apply_batch(first, &mut facts, &mut counters, &mut sessions).await?;
+                        if let Some(deadline) = drain_deadline.as_mut() {
+                            *deadline = tokio::time::Instant::now() + DRAIN_IDLE;
+                        }
+                    }
                     None => break,
                 },
                 msg = presence.next() => if let Some(msg) = msg {
@@ -121,12 +135,14 @@ impl Aggregator {
                         self.broadcast(&FrustOut::Status(status)).await;
                     }
                 },
-                _ = next_hour => {
-                    // Let the new hour start for everyone: each client resets its hour count.
+                _ = tokio::time::sleep_until(next_hour) => {
+                    // A little past the boundary, so the stats are surely of the new hour
+                    // (each client resets its hour count on them).
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     self.broadcast(&FrustOut::Stats(counters.stats(clock.now()))).await;
+                    next_hour = hour_deadline(&clock);
                 },
-                _ = tokio::time::sleep(DRAIN_IDLE), if draining => break,
+                _ = sleep_until(drain_deadline) => break,
             }
         }
         tracing::info!("aggregator drained and stopped");
@@ -215,5 +231,13 @@ impl Aggregator {
             }
             Err(e) => tracing::error!(error = %e, "cannot encode broadcast"),
         }
+    }
+}
+
+/// Sleeps until the deadline, or forever when there is none.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

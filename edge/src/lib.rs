@@ -33,7 +33,9 @@ pub struct EdgeConfig {
 
 /// A running edge: its HTTP routes and what must be stopped on shutdown.
 pub struct Edge {
-    pub router: Router,
+    router: Router,
+    socket_io: socketioxide::layer::SocketIoLayer,
+    static_dir: Option<PathBuf>,
     frust: Arc<frust::FrustEdge>,
     chat: Arc<chat::ChatEdge>,
     tasks: Vec<JoinHandle<()>>,
@@ -45,7 +47,7 @@ impl Edge {
         bus: Arc<dyn Bus>,
         store: Arc<dyn Store>,
     ) -> anyhow::Result<Self> {
-        let (frust, frust_router, mut tasks) =
+        let (frust, frust_router, socket_io, mut tasks) =
             frust::start(&config, bus.clone(), store.clone()).await?;
         let (chat, chat_router, chat_tasks) = chat::start(
             &config.edge_id,
@@ -62,16 +64,24 @@ impl Edge {
             frust.clone(),
             chat.clone(),
         ));
-        let mut router = Router::new().merge(frust_router).merge(chat_router);
-        if let Some(dir) = &config.static_dir {
-            router = static_files::serve(router, dir);
-        }
         Ok(Self {
-            router,
+            router: frust_router.merge(chat_router),
+            socket_io,
+            static_dir: config.static_dir.clone(),
             frust,
             chat,
             tasks,
         })
+    }
+
+    /// The whole HTTP app: `routes` (the process's own, e.g. /metrics) plus the edge's. Socket.IO
+    /// wraps everything, so it sees its path before routing does.
+    pub fn app(&self, routes: Router) -> Router {
+        let mut app = routes.merge(self.router.clone());
+        if let Some(dir) = &self.static_dir {
+            app = static_files::serve(app, dir);
+        }
+        app.layer(self.socket_io.clone())
     }
 
     /// Closes every client connection (each runs its disconnect path: leave toasts, presence).

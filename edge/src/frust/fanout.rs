@@ -36,6 +36,10 @@ async fn deliver(edge: &FrustEdge, out: &FrustOut) {
 }
 
 async fn emit(io: &SocketIo, out: &FrustOut) -> Result<(), socketioxide::BroadcastError> {
+    // After a drain closed the namespace there is nobody left to tell.
+    let Some(io) = io.of("/") else {
+        return Ok(());
+    };
     let name = out.event_name();
     match out {
         FrustOut::Click(c) => io.emit(name, c).await,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use bytes::Bytes;
 use serde::Serialize;
+use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
 use switchyard_bus::{Bus, BusError};
 use switchyard_schema::envelope::{self, FrustOut, Presence};
@@ -42,7 +43,7 @@ pub async fn start(
     config: &EdgeConfig,
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
-) -> anyhow::Result<(Arc<FrustEdge>, Router, Vec<JoinHandle<()>>)> {
+) -> anyhow::Result<(Arc<FrustEdge>, Router, SocketIoLayer, Vec<JoinHandle<()>>)> {
     let (layer, io) = SocketIo::builder().req_path(SOCKET_IO_PATH).build_layer();
     let edge = Arc::new(FrustEdge {
         bus,
@@ -57,8 +58,8 @@ pub async fn start(
     });
     socket::register(&edge);
     let fanout = fanout::spawn(edge.clone()).await?;
-    let router = rest::routes(edge.clone()).layer(layer);
-    Ok((edge, router, vec![fanout]))
+    let router = rest::routes(edge.clone());
+    Ok((edge, router, layer, vec![fanout]))
 }
 
 impl FrustEdge {

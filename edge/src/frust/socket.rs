@@ -11,8 +11,13 @@ use switchyard_schema::envelope::{FrustOut, Inbound, Presence};
 use switchyard_schema::frust::{self, ClickIn, EventIn, Invalid};
 use switchyard_schema::new_packet_id;
 use switchyard_schema::subjects::{IN_FRUST_CLICK, IN_FRUST_EVENT};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::{encoded, FrustEdge};
+
+/// Packets one socket may have waiting; past this it is flooding and packets are dropped.
+const SESSION_QUEUE: usize = 64;
 
 /// Per-socket state: the name it goes by and how many clicks it sent.
 struct Session {
@@ -21,91 +26,145 @@ struct Session {
     clicks: AtomicU64,
 }
 
+/// What a socket sent, queued for its session task in arrival order.
+enum Packet {
+    Auth(Option<Value>),
+    Click(Option<Value>),
+    Event(Option<Value>),
+}
+
 pub fn register(edge: &Arc<FrustEdge>) {
     let edge = edge.clone();
-    edge.io.clone().ns("/", async move |s: SocketRef| {
-        on_connect(edge, s).await;
+    // Socket.IO spawns the future a handler returns, but calls the handler itself in arrival
+    // order: doing the work in the closure body (and returning a ready future) keeps order.
+    edge.io.clone().ns("/", move |s: SocketRef| {
+        on_connect(&edge, s);
+        std::future::ready(())
     });
 }
 
-async fn on_connect(edge: Arc<FrustEdge>, s: SocketRef) {
-    let session = Arc::new(Session {
+/// Registers the handlers before anything can await, so a packet sent right after connecting
+/// is never missed. Handlers only enqueue: one task per socket applies its packets in order.
+fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
+    let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+    let gone = CancellationToken::new();
+    for (event, make) in [
+        ("auth", Packet::Auth as fn(Option<Value>) -> Packet),
+        ("click", Packet::Click),
+        ("event", Packet::Event),
+    ] {
+        let tx = tx.clone();
+        s.on(event, move |TryData::<Value>(data)| {
+            enqueue(&tx, event, make(data.ok()));
+            std::future::ready(())
+        });
+    }
+    s.on_fallback(|Event(name): Event| {
+        tracing::debug!(event = %name, "unknown event ignored");
+        metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "unknown_event")
+            .increment(1);
+        std::future::ready(())
+    });
+    {
+        let gone = gone.clone();
+        s.on_disconnect(move || {
+            gone.cancel();
+            std::future::ready(())
+        });
+    }
+    drop(tx);
+    tokio::spawn(run_session(edge.clone(), s, rx, gone));
+}
+
+fn enqueue(tx: &mpsc::Sender<Packet>, kind: &'static str, packet: Packet) {
+    count_in(kind);
+    if tx.try_send(packet).is_err() {
+        metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "flood")
+            .increment(1);
+    }
+}
+
+async fn run_session(
+    edge: Arc<FrustEdge>,
+    s: SocketRef,
+    mut packets: mpsc::Receiver<Packet>,
+    gone: CancellationToken,
+) {
+    let session = Session {
         id: new_packet_id(),
         name: Mutex::new(None),
         clicks: AtomicU64::new(0),
-    });
+    };
     edge.local_sockets.fetch_add(1, Ordering::Relaxed);
     edge.sessions.lock().insert(session.id.clone(), None);
     metrics::gauge!("switchyard_connections", "api" => "frust").increment(1.0);
     metrics::counter!("switchyard_connections_total", "api" => "frust", "protocol" => protocol_label(&s))
         .increment(1);
-
     match edge.current_stats().await {
         Ok(stats) => {
             let _ = s.emit("stats", &stats);
         }
         Err(e) => tracing::error!(error = %e, "cannot read stats for a new socket"),
     }
+    // Holding the socket past this point would keep it alive after it disconnects.
+    drop(s);
     edge.presence(&Presence::Joined {
         session: session.id.clone(),
         edge: edge.edge_id.clone(),
     })
     .await;
 
-    {
-        let (edge, session) = (edge.clone(), session.clone());
-        s.on("auth", async move |TryData::<Value>(data)| {
-            count_in("auth");
+    loop {
+        let packet = tokio::select! {
+            biased;
+            p = packets.recv() => p,
+            // Apply what the socket sent before it left, then stop.
+            _ = gone.cancelled() => packets.try_recv().ok(),
+        };
+        let Some(packet) = packet else { break };
+        handle(&edge, &session, packet).await;
+    }
+
+    edge.local_sockets.fetch_sub(1, Ordering::Relaxed);
+    edge.sessions.lock().remove(&session.id);
+    metrics::gauge!("switchyard_connections", "api" => "frust").decrement(1.0);
+    rename(&edge, &session, None).await;
+    edge.presence(&Presence::Left {
+        session: session.id.clone(),
+    })
+    .await;
+}
+
+async fn handle(edge: &FrustEdge, session: &Session, packet: Packet) {
+    match packet {
+        Packet::Auth(data) => {
             match data
-                .map_err(|_| Invalid::NotAString("name"))
+                .ok_or(Invalid::NotAString("name"))
                 .and_then(|v| frust::parse_auth(&v))
             {
-                Ok(name) => rename(&edge, &session, name).await,
+                Ok(name) => rename(edge, session, name).await,
                 Err(e) => reject("auth", &e),
             }
-        });
-    }
-    {
-        let (edge, session) = (edge.clone(), session.clone());
-        s.on("click", async move |TryData::<Value>(data)| {
-            count_in("click");
+        }
+        Packet::Click(data) => {
             match data
-                .map_err(|_| Invalid::NotAnObject)
+                .ok_or(Invalid::NotAnObject)
                 .and_then(|v| ClickIn::parse(&v))
             {
-                Ok(click) => on_click(&edge, &session, click).await,
+                Ok(click) => on_click(edge, session, click).await,
                 Err(e) => reject("click", &e),
             }
-        });
-    }
-    {
-        let (edge, session) = (edge.clone(), session.clone());
-        s.on("event", async move |TryData::<Value>(data)| {
-            count_in("event");
+        }
+        Packet::Event(data) => {
             match data
-                .map_err(|_| Invalid::NotAnObject)
+                .ok_or(Invalid::NotAnObject)
                 .and_then(|v| EventIn::parse(&v))
             {
-                Ok(event) => on_event(&edge, &session, event).await,
+                Ok(event) => on_event(edge, session, event).await,
                 Err(e) => reject("event", &e),
             }
-        });
+        }
     }
-    s.on_fallback(async |Event(name): Event| {
-        tracing::debug!(event = %name, "unknown event ignored");
-        metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "unknown_event")
-            .increment(1);
-    });
-    s.on_disconnect(async move || {
-        edge.local_sockets.fetch_sub(1, Ordering::Relaxed);
-        edge.sessions.lock().remove(&session.id);
-        metrics::gauge!("switchyard_connections", "api" => "frust").decrement(1.0);
-        rename(&edge, &session, None).await;
-        edge.presence(&Presence::Left {
-            session: session.id.clone(),
-        })
-        .await;
-    });
 }
 
 fn protocol_label(s: &SocketRef) -> &'static str {
