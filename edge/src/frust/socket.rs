@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde_json::Value;
-use socketioxide::extract::{Event, SocketRef, TryData};
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use switchyard_schema::envelope::{FrustOut, Inbound, Presence};
 use switchyard_schema::frust::{self, ClickIn, EventIn, Invalid};
 use switchyard_schema::new_packet_id;
@@ -26,11 +26,27 @@ struct Session {
     clicks: AtomicU64,
 }
 
-/// What a socket sent, queued for its session task in arrival order.
-enum Packet {
-    Auth(Option<Value>),
-    Click(Option<Value>),
-    Event(Option<Value>),
+#[derive(Clone, Copy)]
+enum Kind {
+    Auth,
+    Click,
+    Event,
+}
+
+/// What a socket sent, queued for its session task in arrival order. `ack` answers a client
+/// that asked for an acknowledgement (and does nothing otherwise).
+struct Packet {
+    kind: Kind,
+    data: Option<Value>,
+    ack: AckSender,
+}
+
+/// The acknowledgement: `ok` once the packet is durably accepted, or why it was not.
+#[derive(serde::Serialize)]
+struct Ack {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 pub fn register(edge: &Arc<FrustEdge>) {
@@ -48,14 +64,19 @@ pub fn register(edge: &Arc<FrustEdge>) {
 fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
     let (tx, rx) = mpsc::channel(SESSION_QUEUE);
     let gone = CancellationToken::new();
-    for (event, make) in [
-        ("auth", Packet::Auth as fn(Option<Value>) -> Packet),
-        ("click", Packet::Click),
-        ("event", Packet::Event),
+    for (event, kind) in [
+        ("auth", Kind::Auth),
+        ("click", Kind::Click),
+        ("event", Kind::Event),
     ] {
         let tx = tx.clone();
-        s.on(event, move |TryData::<Value>(data)| {
-            enqueue(&tx, event, make(data.ok()));
+        s.on(event, move |ack: AckSender, TryData::<Value>(data)| {
+            let packet = Packet {
+                kind,
+                data: data.ok(),
+                ack,
+            };
+            enqueue(&tx, event, packet);
             std::future::ready(())
         });
     }
@@ -78,9 +99,14 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
 
 fn enqueue(tx: &mpsc::Sender<Packet>, kind: &'static str, packet: Packet) {
     count_in(kind);
-    if tx.try_send(packet).is_err() {
+    if let Err(e) = tx.try_send(packet) {
         metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "flood")
             .increment(1);
+        let refused = Ack {
+            ok: false,
+            error: Some("too many packets in flight; slow down".into()),
+        };
+        let _ = e.into_inner().ack.send(&refused);
     }
 }
 
@@ -136,35 +162,46 @@ async fn run_session(
 }
 
 async fn handle(edge: &FrustEdge, session: &Session, packet: Packet) {
-    match packet {
-        Packet::Auth(data) => {
-            match data
-                .ok_or(Invalid::NotAString("name"))
-                .and_then(|v| frust::parse_auth(&v))
-            {
-                Ok(name) => rename(edge, session, name).await,
-                Err(e) => reject("auth", &e),
+    let outcome = match packet.kind {
+        Kind::Auth => match packet
+            .data
+            .ok_or(Invalid::NotAString("name"))
+            .and_then(|v| frust::parse_auth(&v))
+        {
+            Ok(name) => {
+                rename(edge, session, name).await;
+                Ok(())
             }
-        }
-        Packet::Click(data) => {
-            match data
-                .ok_or(Invalid::NotAnObject)
-                .and_then(|v| ClickIn::parse(&v))
-            {
-                Ok(click) => on_click(edge, session, click).await,
-                Err(e) => reject("click", &e),
-            }
-        }
-        Packet::Event(data) => {
-            match data
-                .ok_or(Invalid::NotAnObject)
-                .and_then(|v| EventIn::parse(&v))
-            {
-                Ok(event) => on_event(edge, session, event).await,
-                Err(e) => reject("event", &e),
-            }
-        }
-    }
+            Err(e) => Err(reject("auth", &e)),
+        },
+        Kind::Click => match packet
+            .data
+            .ok_or(Invalid::NotAnObject)
+            .and_then(|v| ClickIn::parse(&v))
+        {
+            Ok(click) => on_click(edge, session, click).await,
+            Err(e) => Err(reject("click", &e)),
+        },
+        Kind::Event => match packet
+            .data
+            .ok_or(Invalid::NotAnObject)
+            .and_then(|v| EventIn::parse(&v))
+        {
+            Ok(event) => on_event(edge, session, event).await,
+            Err(e) => Err(reject("event", &e)),
+        },
+    };
+    let ack = match outcome {
+        Ok(()) => Ack {
+            ok: true,
+            error: None,
+        },
+        Err(error) => Ack {
+            ok: false,
+            error: Some(error),
+        },
+    };
+    let _ = packet.ack.send(&ack);
 }
 
 fn protocol_label(s: &SocketRef) -> &'static str {
@@ -178,10 +215,12 @@ fn count_in(kind: &'static str) {
     metrics::counter!("switchyard_packets_in_total", "api" => "frust", "type" => kind).increment(1);
 }
 
-fn reject(kind: &'static str, why: &Invalid) {
+/// Counts an invalid packet; returns the reason for the client's acknowledgement.
+fn reject(kind: &'static str, why: &Invalid) -> String {
     tracing::debug!(packet = kind, reason = %why, "invalid packet rejected");
     metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "validation")
         .increment(1);
+    why.to_string()
 }
 
 /// Applies a (possibly implicit) `auth`: toasts join, rename or leave to everyone.
@@ -208,7 +247,7 @@ async fn rename(edge: &FrustEdge, session: &Session, name: Option<String>) {
     .await;
 }
 
-async fn on_click(edge: &FrustEdge, session: &Session, click: ClickIn) {
+async fn on_click(edge: &FrustEdge, session: &Session, click: ClickIn) -> Result<(), String> {
     rename(edge, session, Some(click.user.clone())).await;
     let session_clicks = session.clicks.fetch_add(1, Ordering::Relaxed) + 1;
     let packet = Inbound::FrustClick {
@@ -222,10 +261,15 @@ async fn on_click(edge: &FrustEdge, session: &Session, click: ClickIn) {
         },
         session_clicks,
     };
-    publish_inbound(edge, IN_FRUST_CLICK, &packet).await;
+    let published = publish_inbound(edge, IN_FRUST_CLICK, &packet).await;
+    if published.is_err() {
+        // Not accepted, so not this session's click either.
+        session.clicks.fetch_sub(1, Ordering::Relaxed);
+    }
+    published
 }
 
-async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) {
+async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) -> Result<(), String> {
     rename(edge, session, Some(event.user.clone())).await;
     let event = frust::Event {
         user: event.user,
@@ -234,31 +278,36 @@ async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) {
     };
     if edge.ephemeral_events.contains(&event.name) {
         // Shown to everyone, but neither stored, counted nor toasted.
-        if let Err(e) = edge.broadcast(&FrustOut::Event(event)).await {
+        return edge.broadcast(&FrustOut::Event(event)).await.map_err(|e| {
             tracing::warn!(error = %e, "ephemeral event broadcast failed");
-        }
-        return;
+            "event could not be delivered; try again".to_owned()
+        });
     }
     let packet = Inbound::FrustEvent {
         id: new_packet_id(),
         session: session.id.clone(),
         event,
     };
-    publish_inbound(edge, IN_FRUST_EVENT, &packet).await;
+    publish_inbound(edge, IN_FRUST_EVENT, &packet).await
 }
 
-async fn publish_inbound(edge: &FrustEdge, subject: &str, packet: &Inbound) {
+/// Hands a packet to the durable stream; only an acknowledged append counts as accepted.
+async fn publish_inbound(edge: &FrustEdge, subject: &str, packet: &Inbound) -> Result<(), String> {
     let started = std::time::Instant::now();
     match edge
         .bus
         .publish_durable(subject, packet.id(), encoded(packet))
         .await
     {
-        Ok(()) => metrics::histogram!("switchyard_publish_seconds").record(started.elapsed()),
+        Ok(()) => {
+            metrics::histogram!("switchyard_publish_seconds").record(started.elapsed());
+            Ok(())
+        }
         Err(e) => {
             tracing::error!(error = %e, subject, "inbound publish failed; packet dropped");
             metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "publish")
                 .increment(1);
+            Err("not accepted: the message bus is unavailable; try again".into())
         }
     }
 }
