@@ -180,6 +180,55 @@ mod tests {
     }
 
     #[test]
+    fn es256_tokens_verify_with_the_public_key() {
+        // A throwaway key pair made for this test only.
+        let private = include_bytes!("../../tests/fixtures/es256-test-private.pem");
+        let public = include_bytes!("../../tests/fixtures/es256-test-public.pem");
+        let a = Authenticator::new(&ChatAuthConfig {
+            jwt_public_key_pem: Some(public.to_vec()),
+            ..Default::default()
+        })
+        .unwrap();
+        let sign = |sub: &str, exp: u64, alg| {
+            jsonwebtoken::encode(
+                &Header::new(alg),
+                &Claims {
+                    sub: sub.into(),
+                    exp,
+                },
+                &EncodingKey::from_ec_pem(private).unwrap(),
+            )
+            .unwrap()
+        };
+        let far = 4_000_000_000;
+        assert_eq!(
+            a.verify(&sign("carol", far, Algorithm::ES256)).as_deref(),
+            Some("carol")
+        );
+        assert_eq!(
+            a.verify(&sign("carol", 1, Algorithm::ES256)),
+            None,
+            "expired"
+        );
+        // An HS256 token "signed" with the public key text must not pass (key confusion).
+        let confused = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: "mallory".into(),
+                exp: far,
+            },
+            &EncodingKey::from_secret(public),
+        )
+        .unwrap();
+        assert_eq!(a.verify(&confused), None);
+        assert!(Authenticator::new(&ChatAuthConfig {
+            jwt_public_key_pem: Some(b"not a key".to_vec()),
+            ..Default::default()
+        })
+        .is_err());
+    }
+
+    #[test]
     fn admin_and_users_from_bearer_headers() {
         let a = auth();
         let mut h = HeaderMap::new();
