@@ -76,6 +76,8 @@ for (const [version, transport] of [[2, 'default'], [4, 'websocket'], [4, 'polli
       const actor = await connect(srv, version, transport, { label: `actor v${version}/${transport}` });
       try {
         await obs.waitForUserCount(2);
+        // The actor's own connect-time stats may still be on the wire: take it before marking.
+        await actor.waitFor('stats', () => true, 5000);
         const from = obs.mark();
         const fromActor = actor.mark();
 
