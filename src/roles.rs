@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use switchyard_aggregator::{Aggregator, AggregatorConfig};
-use switchyard_bus::{Bus, InProcessBus};
+use switchyard_bus::{Bus, InProcessBus, NatsBus, NatsOptions};
 use switchyard_edge::chat::auth::ChatAuthConfig;
 use switchyard_edge::chat::ChatConfig;
 use switchyard_edge::{Edge, EdgeConfig};
@@ -54,6 +54,16 @@ impl Roles {
     fn is_all(&self) -> bool {
         self.edge && self.worker && self.aggregator
     }
+
+    fn label(&self) -> &'static str {
+        match (self.edge, self.worker, self.aggregator) {
+            (true, true, true) => "all",
+            (true, false, false) => "edge",
+            (false, true, false) => "worker",
+            (false, false, true) => "aggregator",
+            _ => "mixed",
+        }
+    }
 }
 
 /// A background role and the token that asks it to drain.
@@ -71,7 +81,7 @@ impl Running {
 
 async fn connect_bus(common: &Common, roles: Roles) -> anyhow::Result<Arc<dyn Bus>> {
     match &common.nats {
-        Some(urls) => connect_nats(common, urls).await,
+        Some(urls) => connect_nats(common, urls, roles).await,
         None if roles.is_all() => Ok(Arc::new(InProcessBus::new())),
         None => anyhow::bail!(
             "a single role runs in cluster mode and needs SWITCHYARD_NATS (NATS server URLs); \
@@ -80,8 +90,19 @@ async fn connect_bus(common: &Common, roles: Roles) -> anyhow::Result<Arc<dyn Bu
     }
 }
 
-async fn connect_nats(_common: &Common, _urls: &str) -> anyhow::Result<Arc<dyn Bus>> {
-    anyhow::bail!("this build has no NATS adapter yet")
+async fn connect_nats(common: &Common, urls: &str, roles: Roles) -> anyhow::Result<Arc<dyn Bus>> {
+    let urls: Vec<String> = urls
+        .split(',')
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    anyhow::ensure!(!urls.is_empty(), "SWITCHYARD_NATS names no server");
+    let opts = NatsOptions {
+        urls,
+        replicas: common.nats_replicas.max(1),
+        name: format!("switchyard-{}", roles.label()),
+    };
+    Ok(Arc::new(NatsBus::connect(opts).await?))
 }
 
 fn clock(common: &Common) -> Clock {
@@ -207,6 +228,13 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     match drained {
         Ok(result) => result?,
         Err(_) => tracing::warn!(?drain, "drain did not finish in time; exiting anyway"),
+    }
+    // Leave toasts, presence and acks published during the drain must not die in a buffer.
+    if tokio::time::timeout(Duration::from_secs(2), bus.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("bus flush timed out at exit");
     }
     tracing::info!("stopped");
     Ok(())

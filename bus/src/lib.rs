@@ -3,6 +3,7 @@
 //! and plain pub/sub (fan-out, presence) plus request/reply (queries between roles).
 
 mod in_process;
+mod nats;
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use in_process::InProcessBus;
+pub use nats::{NatsBus, NatsOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -104,4 +106,9 @@ pub trait Bus: Send + Sync + 'static {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, BusError>;
+
+    /// Waits until everything published so far has left this process (before it exits).
+    async fn flush(&self) -> Result<(), BusError> {
+        Ok(())
+    }
 }

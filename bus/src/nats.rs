@@ -1,0 +1,548 @@
+//! The cluster adapter: durable streams on NATS JetStream, pub/sub and request/reply on core
+//! NATS. The client reconnects by itself; what this module adds is that callers never see a
+//! half-done operation: a durable publish is Ok only once a stream acknowledged it, and a
+//! consumer stream outlives node loss by re-opening its pull subscription.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::context::{CreateStreamErrorKind, PublishErrorKind};
+use async_nats::jetstream::message::{Acker as JsAcker, PublishMessage};
+use async_nats::jetstream::stream::{
+    Config as StreamConfig, ConsumerErrorKind, RetentionPolicy, StorageType,
+};
+use async_nats::jetstream::{self, Context};
+use async_nats::{Client, ConnectOptions, Event, RequestErrorKind, ServerAddr, Subject};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use switchyard_schema::subjects::{stream_of, STREAM_FACTS, STREAM_IN};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::{Acker, Bus, BusError, ConsumerSpec, Delivery, Message, Replier};
+
+/// Dedup window for `Nats-Msg-Id`: longer than any publisher's retry loop.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// FACTS is a log for the aggregator; a week covers any outage it must catch up from.
+const FACTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Total time a durable publish may take before the caller hears it failed.
+const PUBLISH_BUDGET: Duration = Duration::from_secs(5);
+/// One publish attempt; short so a leader change leaves room for a retry.
+const PUBLISH_ATTEMPT: Duration = Duration::from_secs(2);
+/// JetStream API calls (stream and consumer management).
+const API_TIMEOUT: Duration = Duration::from_secs(5);
+/// Streams may take a while on a cluster that is still electing its meta leader.
+const SETUP_BUDGET: Duration = Duration::from_secs(30);
+/// Time a reader has to ack before the delivery goes to another reader.
+const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+/// Pull requests: a short expiry and heartbeat notice a dead server in seconds.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Messages fetched ahead never exceed this, whatever `max_in_flight` says.
+const MAX_BATCH: usize = 256;
+
+pub struct NatsOptions {
+    /// Seed servers (`nats://host:port`); the rest of a cluster is discovered.
+    pub urls: Vec<String>,
+    /// Copies of each stream (1 for a single server, 3 for a cluster).
+    pub replicas: usize,
+    /// Connection name, shown in the server's monitoring.
+    pub name: String,
+}
+
+/// Clones share one connection; consumer streams end once every clone is dropped or
+/// [`NatsBus::close`] is called.
+#[derive(Clone)]
+pub struct NatsBus {
+    client: Client,
+    /// Stream and consumer management.
+    admin: Context,
+    /// Durable publishes, with the per-attempt ack timeout.
+    publisher: Context,
+    ack_wait: Duration,
+    closed: Arc<watch::Sender<bool>>,
+}
+
+impl NatsBus {
+    /// Connects (in the background if no server is up yet) and makes sure IN and FACTS exist.
+    pub async fn connect(opts: NatsOptions) -> Result<Self, BusError> {
+        let addrs = opts
+            .urls
+            .iter()
+            .map(|url| url.parse::<ServerAddr>().map_err(backend))
+            .collect::<Result<Vec<_>, _>>()?;
+        if addrs.is_empty() {
+            return Err(BusError::Backend("no NATS url given".into()));
+        }
+        let name = opts.name.clone();
+        let client = ConnectOptions::new()
+            .name(&opts.name)
+            .retry_on_initial_connect()
+            .event_callback(move |event| log_event(name.clone(), event))
+            .connect(addrs)
+            .await
+            .map_err(backend)?;
+        let admin = jetstream::ContextBuilder::new()
+            .timeout(API_TIMEOUT)
+            .build(client.clone());
+        let publisher = jetstream::ContextBuilder::new()
+            .timeout(PUBLISH_ATTEMPT)
+            .build(client.clone());
+        let bus = Self {
+            client,
+            admin,
+            publisher,
+            ack_wait: DEFAULT_ACK_WAIT,
+            closed: Arc::new(watch::channel(false).0),
+        };
+        bus.ensure_streams(opts.replicas.max(1)).await?;
+        Ok(bus)
+    }
+
+    /// Ack wait of consumers this bus creates (an existing consumer keeps its own).
+    pub fn with_ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
+        self
+    }
+
+    /// Ends every consumer stream of this bus and flushes what is still queued.
+    pub async fn close(&self) {
+        self.closed.send_replace(true);
+        if let Err(err) = self.client.drain().await {
+            warn!(%err, "draining the NATS connection failed");
+        }
+    }
+
+    fn check_open(&self) -> Result<(), BusError> {
+        if *self.closed.borrow() {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn ensure_streams(&self, replicas: usize) -> Result<(), BusError> {
+        let base = StreamConfig {
+            storage: StorageType::File,
+            num_replicas: replicas,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        };
+        let streams = [
+            StreamConfig {
+                name: STREAM_IN.into(),
+                subjects: vec![stream_subjects(STREAM_IN).into()],
+                // Acked packets are done with; non-overlapping consumers split the rest.
+                retention: RetentionPolicy::WorkQueue,
+                ..base.clone()
+            },
+            StreamConfig {
+                name: STREAM_FACTS.into(),
+                subjects: vec![stream_subjects(STREAM_FACTS).into()],
+                retention: RetentionPolicy::Limits,
+                max_age: FACTS_MAX_AGE,
+                ..base
+            },
+        ];
+        for config in streams {
+            let name = config.name.clone();
+            retry_until(SETUP_BUDGET, &format!("stream {name}"), || {
+                let config = config.clone();
+                async move {
+                    self.admin
+                        .create_or_update_stream(config)
+                        .await
+                        .map_err(|err| match err.kind() {
+                            CreateStreamErrorKind::JetStream(js) => SetupError::from_api(&js),
+                            _ => SetupError::retry(err),
+                        })
+                }
+            })
+            .await?;
+            debug!(stream = %name, replicas, "stream ready");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn flush(&self) -> Result<(), BusError> {
+        self.client.flush().await.map_err(backend)
+    }
+
+    async fn publish_durable(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        stream_of(subject).ok_or_else(|| BusError::NotDurable(subject.into()))?;
+        self.check_open()?;
+        let deadline = Instant::now() + PUBLISH_BUDGET;
+        let mut attempt = 0;
+        loop {
+            // Same msg id on every attempt: the stream stores a retried packet once.
+            let message = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(msg_id);
+            let budget = deadline.saturating_duration_since(Instant::now());
+            let sent = tokio::time::timeout(budget.min(PUBLISH_ATTEMPT), async {
+                self.publisher
+                    .send_publish(subject.to_owned(), message)
+                    .await?
+                    .await
+            })
+            .await;
+            let err = match sent {
+                Ok(Ok(_ack)) => return Ok(()),
+                Ok(Err(err)) if err.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(backend(err))
+                }
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => "no ack in time".to_owned(),
+            };
+            attempt += 1;
+            let pause = backoff(attempt);
+            if Instant::now() + pause >= deadline {
+                metrics::counter!("switchyard_bus_durable_failed_total").increment(1);
+                return Err(BusError::Backend(format!(
+                    "publish to `{subject}` not acknowledged after {attempt} attempts: {err}"
+                )));
+            }
+            debug!(subject, attempt, %err, "durable publish retry");
+            metrics::counter!("switchyard_bus_durable_retries_total").increment(1);
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    async fn consume(
+        &self,
+        spec: &ConsumerSpec<'_>,
+    ) -> Result<BoxStream<'static, Delivery>, BusError> {
+        self.check_open()?;
+        let stream = [STREAM_IN, STREAM_FACTS]
+            .into_iter()
+            .find(|s| *s == spec.stream)
+            .ok_or_else(|| BusError::NotDurable(spec.stream.into()))?;
+        let filter = match spec.filter {
+            ">" | "" => stream_subjects(stream),
+            filter => filter,
+        };
+        let in_flight = spec.max_in_flight.max(1);
+        let config = pull::Config {
+            durable_name: Some(spec.name.to_owned()),
+            filter_subject: filter.to_owned(),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.ack_wait,
+            max_ack_pending: i64::try_from(in_flight).unwrap_or(i64::MAX),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        };
+        let mut reader = Reader {
+            admin: self.admin.clone(),
+            stream,
+            name: spec.name.to_owned(),
+            config,
+            // The server hands out no more than max_in_flight anyway; fetching more would
+            // only hold messages in this process.
+            batch: in_flight.min(MAX_BATCH),
+            messages: None,
+            failures: 0,
+        };
+        // The first open brings the consumer in line with the spec and reports
+        // misconfiguration (e.g. overlapping filters on IN) to the caller, after riding out a
+        // meta leader election (up to ~10 s); later failures are node loss, which the stream
+        // rides out for as long as the bus lives.
+        let label = format!("consumer {stream}/{}", spec.name);
+        let messages = retry_until(SETUP_BUDGET, &label, || reader.open(true)).await?;
+        reader.messages = Some(messages);
+        let closed = self.closed.subscribe();
+        Ok(
+            futures::stream::unfold((reader, closed), |(mut reader, mut closed)| async move {
+                let delivery = tokio::select! {
+                    biased;
+                    _ = closed.wait_for(|closed| *closed) => None,
+                    delivery = reader.next() => Some(delivery),
+                };
+                delivery.map(|delivery| (delivery, (reader, closed)))
+            })
+            .boxed(),
+        )
+    }
+
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
+        self.check_open()?;
+        self.client
+            .publish(subject.to_owned(), payload)
+            .await
+            .map_err(backend)
+    }
+
+    async fn subscribe(&self, pattern: &str) -> Result<BoxStream<'static, Message>, BusError> {
+        self.check_open()?;
+        let subscriber = self
+            .client
+            .subscribe(pattern.to_owned())
+            .await
+            .map_err(backend)?;
+        let client = self.client.clone();
+        Ok(subscriber
+            .map(move |msg| Message {
+                subject: msg.subject.to_string(),
+                payload: msg.payload,
+                reply: msg.reply.map(|to| {
+                    Box::new(NatsReplier {
+                        client: client.clone(),
+                        to,
+                    }) as Box<dyn Replier>
+                }),
+            })
+            .boxed())
+    }
+
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, BusError> {
+        self.check_open()?;
+        let request = async_nats::Request::new()
+            .payload(payload)
+            .timeout(Some(timeout));
+        match self.client.send_request(subject.to_owned(), request).await {
+            Ok(reply) => Ok(reply.payload),
+            Err(err) => Err(match err.kind() {
+                RequestErrorKind::TimedOut => BusError::Timeout(subject.into()),
+                RequestErrorKind::NoResponders => BusError::NoResponder(subject.into()),
+                _ => backend(err),
+            }),
+        }
+    }
+}
+
+/// One reader of a durable consumer: a pull subscription re-opened whenever it fails.
+struct Reader {
+    admin: Context,
+    stream: &'static str,
+    name: String,
+    config: pull::Config,
+    batch: usize,
+    messages: Option<pull::Stream>,
+    failures: u32,
+}
+
+impl Reader {
+    /// Opens a pull subscription. `apply_spec` creates or updates the consumer to match the
+    /// spec (needs the meta leader); otherwise an existing consumer is used as it is, which
+    /// needs only the consumer's own leader and so works sooner after a node loss.
+    async fn open(&self, apply_spec: bool) -> Result<pull::Stream, SetupError> {
+        let stream = self
+            .admin
+            .get_stream_no_info(self.stream)
+            .await
+            .map_err(SetupError::fail)?;
+        let consumer = if apply_spec {
+            stream.create_consumer(self.config.clone()).await
+        } else {
+            stream
+                .get_or_create_consumer(&self.name, self.config.clone())
+                .await
+        };
+        let consumer = consumer.map_err(|err| match err.kind() {
+            ConsumerErrorKind::JetStream(js) => SetupError::from_api(&js),
+            ConsumerErrorKind::InvalidName | ConsumerErrorKind::InvalidConsumerType => {
+                SetupError::fail(err)
+            }
+            _ => SetupError::retry(err),
+        })?;
+        consumer
+            .stream()
+            .max_messages_per_batch(self.batch)
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
+            .messages()
+            .await
+            .map_err(SetupError::retry)
+    }
+
+    /// The next delivery; waits (re-opening with backoff) for as long as it takes.
+    async fn next(&mut self) -> Delivery {
+        loop {
+            let messages = match &mut self.messages {
+                Some(messages) => messages,
+                None => match self.open(false).await {
+                    Ok(messages) => self.messages.insert(messages),
+                    Err(err) => {
+                        self.pause(&err.to_string()).await;
+                        continue;
+                    }
+                },
+            };
+            match messages.next().await {
+                Some(Ok(message)) => {
+                    self.failures = 0;
+                    if let Some(delivery) = to_delivery(message) {
+                        return delivery;
+                    }
+                }
+                Some(Err(err)) => {
+                    self.messages = None;
+                    self.pause(&err.to_string()).await;
+                }
+                None => {
+                    self.messages = None;
+                    self.pause("pull stream ended").await;
+                }
+            }
+        }
+    }
+
+    async fn pause(&mut self, why: &str) {
+        self.failures += 1;
+        let pause = backoff(self.failures);
+        warn!(
+            stream = self.stream,
+            consumer = %self.name,
+            why,
+            retry_in_ms = pause.as_millis() as u64,
+            "re-opening consumer"
+        );
+        metrics::counter!("switchyard_bus_consumer_restarts_total").increment(1);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+fn to_delivery(message: jetstream::Message) -> Option<Delivery> {
+    let seq = match message.info() {
+        Ok(info) => info.stream_sequence,
+        Err(err) => {
+            warn!(%err, subject = %message.subject, "not a JetStream delivery; skipped");
+            return None;
+        }
+    };
+    let (message, acker) = message.split();
+    Some(Delivery {
+        subject: message.subject.to_string(),
+        payload: message.payload,
+        seq,
+        acker: Box::new(NatsAcker(acker)),
+    })
+}
+
+struct NatsAcker(JsAcker);
+
+#[async_trait]
+impl Acker for NatsAcker {
+    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        self.0.ack().await.map_err(backend)
+    }
+}
+
+struct NatsReplier {
+    client: Client,
+    to: Subject,
+}
+
+#[async_trait]
+impl Replier for NatsReplier {
+    async fn reply(self: Box<Self>, payload: Bytes) -> Result<(), BusError> {
+        self.client.publish(self.to, payload).await.map_err(backend)
+    }
+}
+
+/// The subjects a durable stream owns; `>` in a consumer filter means all of them.
+fn stream_subjects(stream: &str) -> &'static str {
+    if stream == STREAM_IN {
+        "in.>"
+    } else {
+        "facts.>"
+    }
+}
+
+/// Why creating a stream or consumer failed, and whether trying again can help.
+#[derive(Debug)]
+struct SetupError {
+    message: String,
+    permanent: bool,
+}
+
+impl SetupError {
+    fn retry(err: impl std::fmt::Display) -> Self {
+        Self {
+            message: err.to_string(),
+            permanent: false,
+        }
+    }
+
+    fn fail(err: impl std::fmt::Display) -> Self {
+        Self {
+            message: err.to_string(),
+            permanent: true,
+        }
+    }
+
+    /// The server refused the request itself (400: e.g. a filter outside the stream, or one
+    /// overlapping another consumer of IN); anything else may be a leader election.
+    fn from_api(err: &jetstream::Error) -> Self {
+        if err.code() == 400 {
+            Self::fail(err)
+        } else {
+            Self::retry(err)
+        }
+    }
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Retries `op` with backoff until it succeeds, fails for good, or `budget` is spent.
+async fn retry_until<T, F, Fut>(budget: Duration, what: &str, mut op: F) -> Result<T, BusError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SetupError>>,
+{
+    let deadline = Instant::now() + budget;
+    let mut attempt = 0;
+    loop {
+        let err = match op().await {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        attempt += 1;
+        let pause = backoff(attempt);
+        if err.permanent || Instant::now() + pause >= deadline {
+            return Err(BusError::Backend(format!("{what}: {err}")));
+        }
+        info!(what, attempt, %err, "NATS not ready; retrying");
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// 100 ms doubling up to 2 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(2))
+}
+
+fn backend(err: impl std::fmt::Display) -> BusError {
+    BusError::Backend(err.to_string())
+}
+
+async fn log_event(name: String, event: Event) {
+    match event {
+        Event::Connected => info!(connection = %name, "NATS connected"),
+        Event::Disconnected => warn!(connection = %name, "NATS disconnected; reconnecting"),
+        Event::SlowConsumer(sid) => {
+            metrics::counter!("switchyard_bus_slow_consumer_total").increment(1);
+            warn!(connection = %name, sid, "NATS slow consumer: messages dropped");
+        }
+        other => warn!(connection = %name, event = %other, "NATS event"),
+    }
+}

