@@ -13,7 +13,7 @@ use futures::{FutureExt, StreamExt};
 use switchyard_bus::{Bus, ConsumerSpec, Delivery};
 use switchyard_schema::chat::ServerPacket;
 use switchyard_schema::envelope::{
-    self, ChatOut, ChatPresence, ChatTarget, Fact, FrustOut, OnlineUsers, Presence,
+    self, ChatOut, ChatPresence, ChatTarget, Fact, FrustFanout, FrustOut, OnlineUsers, Presence,
 };
 use switchyard_schema::subjects::{
     OUT_CHAT_USERS, OUT_FRUST, PRESENCE_CHAT, PRESENCE_FRUST, RPC_FRUST_ONLINE, STREAM_FACTS,
@@ -212,6 +212,7 @@ impl Aggregator {
                     participant_id: user,
                 }
                 .to_json(),
+                dedup: None,
             };
             match envelope::encode(&out) {
                 Ok(bytes) => {
@@ -223,7 +224,7 @@ impl Aggregator {
     }
 
     async fn broadcast(&self, out: &FrustOut) {
-        match envelope::encode(out) {
+        match envelope::encode(&FrustFanout::once(out.clone())) {
             Ok(bytes) => {
                 if let Err(e) = self.bus.publish(OUT_FRUST, Bytes::from(bytes)).await {
                     tracing::warn!(error = %e, "broadcast failed");

@@ -487,9 +487,12 @@ impl SetupError {
     }
 
     /// The server refused the request itself (400: e.g. a filter outside the stream, or one
-    /// overlapping another consumer of IN); anything else may be a leader election.
+    /// overlapping another consumer of IN); anything else may be a leader election. "No
+    /// suitable peers" is a 400 too, but only means the cluster has not fully formed yet
+    /// (processes starting together with the servers): wait for it.
     fn from_api(err: &jetstream::Error) -> Self {
-        if err.code() == 400 {
+        let forming = err.error_code() == jetstream::ErrorCode::CLUSTER_NO_PEERS;
+        if err.code() == 400 && !forming {
             Self::fail(err)
         } else {
             Self::retry(err)

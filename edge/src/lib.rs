@@ -3,6 +3,7 @@
 //! It keeps no state another edge would need.
 
 pub mod chat;
+mod dedup;
 pub(crate) mod frust;
 mod static_files;
 
@@ -14,6 +15,9 @@ use switchyard_bus::Bus;
 use switchyard_schema::Clock;
 use switchyard_store::Store;
 use tokio::task::JoinHandle;
+
+/// Fan-out ids remembered per edge and API to drop redeliveries (≈ minutes of peak traffic).
+const DEDUP_WINDOW: usize = 65_536;
 
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {

@@ -114,6 +114,25 @@ impl FrustOut {
     }
 }
 
+/// What travels on `out.frust`: everything one source event shows to clients. Fan-out of
+/// persisted packets is at least once (a redelivered packet is shown again); `dedup` (the
+/// packet id) lets every edge show it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrustFanout {
+    pub dedup: Option<String>,
+    pub outs: Vec<FrustOut>,
+}
+
+impl FrustFanout {
+    /// A one-off broadcast with nothing to deduplicate (toasts, stats, status).
+    pub fn once(out: FrustOut) -> Self {
+        Self {
+            dedup: None,
+            outs: vec![out],
+        }
+    }
+}
+
 /// A change in who is connected, from an edge to the aggregator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Presence {
@@ -149,10 +168,12 @@ pub enum ChatTarget {
 }
 
 /// A chat packet to deliver; `json` is serialized once by the publisher for all recipients.
+/// `dedup` (a message id) makes at-least-once fan-out show once per edge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatOut {
     pub target: ChatTarget,
     pub json: String,
+    pub dedup: Option<String>,
 }
 
 /// A chat connection opening or closing, from an edge to the aggregator.

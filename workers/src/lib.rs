@@ -12,7 +12,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use switchyard_bus::{Bus, ConsumerSpec, Delivery};
 use switchyard_schema::chat::ServerPacket;
-use switchyard_schema::envelope::{self, ChatOut, ChatTarget, Fact, FrustOut, Inbound};
+use switchyard_schema::envelope::{
+    self, ChatOut, ChatTarget, Fact, FrustFanout, FrustOut, Inbound,
+};
 use switchyard_schema::frust::{event_toast, milestone_toast, Click, Event};
 use switchyard_schema::subjects::{
     out_chat_room, CHAT_PARTITIONS, FACTS_CHAT, FACTS_FRUST, IN_FRUST_ALL, OUT_FRUST, STREAM_IN,
@@ -165,13 +167,14 @@ impl Worker {
                     .publish_durable(facts_subject, packet.id(), bytes.clone())
             })
             .await;
-            // A redelivered packet was already shown to clients: do not show it twice.
-            if p.newly_stored {
-                for (subject, bytes) in fan_out_of(packet) {
-                    if let Err(e) = self.bus.publish(&subject, bytes).await {
-                        tracing::warn!(error = %e, "fan-out publish failed");
-                    }
-                }
+            // Fan-out is at least once: a redelivered packet may not have been shown before
+            // this worker's predecessor died. Edges drop repeats by packet id.
+            if !p.newly_stored {
+                metrics::counter!("switchyard_redelivered_total").increment(1);
+            }
+            let (subject, bytes) = fan_out_of(packet);
+            if let Err(e) = self.bus.publish(&subject, bytes).await {
+                tracing::warn!(error = %e, "fan-out publish failed");
             }
         }
         if let Err(e) = p.delivery.ack().await {
@@ -258,12 +261,14 @@ fn fact_of(packet: &Inbound) -> (&'static str, Fact) {
     }
 }
 
-/// What clients see once a packet is stored, in the original backend's order.
-fn fan_out_of(packet: &Inbound) -> Vec<(String, Bytes)> {
+/// What clients see once a packet is stored, in the original backend's order, and where.
+fn fan_out_of(packet: &Inbound) -> (String, Bytes) {
     let frust = |outs: Vec<FrustOut>| {
-        outs.iter()
-            .map(|o| (OUT_FRUST.to_owned(), encoded(o)))
-            .collect::<Vec<_>>()
+        let fanout = FrustFanout {
+            dedup: Some(packet.id().to_owned()),
+            outs,
+        };
+        (OUT_FRUST.to_owned(), encoded(&fanout))
     };
     match packet {
         Inbound::FrustClick {
@@ -290,8 +295,9 @@ fn fan_out_of(packet: &Inbound) -> Vec<(String, Bytes)> {
                     except_user: None,
                 },
                 json: ServerPacket::MessageReceive(message.clone()).to_json(),
+                dedup: Some(message.id.clone()),
             };
-            vec![(out_chat_room(&message.room_id), encoded(&out))]
+            (out_chat_room(&message.room_id), encoded(&out))
         }
     }
 }

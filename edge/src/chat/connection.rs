@@ -56,6 +56,8 @@ pub async fn run(chat: Arc<ChatEdge>, user: String, socket: WebSocket) {
         },
     );
     metrics::gauge!("switchyard_connections", "api" => "chat").increment(1.0);
+    // Listen on the user's rooms before reading packets (their own messages come back that way).
+    chat.subscriptions.refresh_rooms_of(&chat, &user).await;
     publish_presence(
         &chat,
         ChatPresence::Connected {
@@ -139,6 +141,10 @@ pub async fn run(chat: Arc<ChatEdge>, user: String, socket: WebSocket) {
     // The registry held the only other sender: once it is gone the writer flushes and closes.
     chat.registry.remove(&user, &connection);
     drop(tx);
+    if !chat.registry.has_user(&user) {
+        let (chat, user) = (chat.clone(), user.clone());
+        tokio::spawn(async move { chat.subscriptions.refresh_rooms_of(&chat, &user).await });
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     metrics::gauge!("switchyard_connections", "api" => "chat").decrement(1.0);
     publish_presence(&chat, ChatPresence::Disconnected { user, connection }).await;

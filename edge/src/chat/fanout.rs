@@ -1,29 +1,24 @@
 //! Delivers chat fan-out to this edge's connections: room messages to the room's members,
-//! user-addressed packets to those users, and room-change notices to the membership cache.
+//! user-addressed packets to those users; room-change notices refresh the membership cache
+//! and the room subscriptions.
 
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use futures::StreamExt;
 use switchyard_schema::envelope::{self, ChatOut, ChatTarget};
-use switchyard_schema::subjects::{CHAT_ROOM_CHANGED, OUT_CHAT_ROOM_ALL, OUT_CHAT_USERS};
+use switchyard_schema::subjects::{CHAT_ROOM_CHANGED, OUT_CHAT_USERS};
 use tokio::task::JoinHandle;
 
 use super::ChatEdge;
 
 pub async fn spawn(chat: Arc<ChatEdge>) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let mut rooms = chat.bus.subscribe(OUT_CHAT_ROOM_ALL).await?;
     let mut users = chat.bus.subscribe(OUT_CHAT_USERS).await?;
     let mut changes = chat.bus.subscribe(CHAT_ROOM_CHANGED).await?;
     let deliveries = {
         let chat = chat.clone();
         tokio::spawn(async move {
-            loop {
-                let msg = tokio::select! {
-                    m = rooms.next() => m,
-                    m = users.next() => m,
-                };
-                let Some(msg) = msg else { break };
+            while let Some(msg) = users.next().await {
                 match envelope::decode::<ChatOut>(&msg.payload) {
                     Ok(out) => deliver(&chat, out).await,
                     Err(e) => tracing::warn!(error = %e, "undecodable chat fan-out dropped"),
@@ -35,13 +30,20 @@ pub async fn spawn(chat: Arc<ChatEdge>) -> anyhow::Result<Vec<JoinHandle<()>>> {
         while let Some(msg) = changes.next().await {
             if let Ok(room_id) = std::str::from_utf8(&msg.payload) {
                 chat.rooms.invalidate(room_id);
+                chat.subscriptions.refresh(&chat, room_id).await;
             }
         }
     });
     Ok(vec![deliveries, invalidations])
 }
 
-async fn deliver(chat: &ChatEdge, out: ChatOut) {
+pub async fn deliver(chat: &ChatEdge, out: ChatOut) {
+    if let Some(id) = &out.dedup {
+        if !chat.recent.first_time(id) {
+            metrics::counter!("switchyard_fanout_duplicates_total", "api" => "chat").increment(1);
+            return;
+        }
+    }
     let text = Utf8Bytes::from(out.json);
     let started = std::time::Instant::now();
     let mut delivered = 0;

@@ -8,6 +8,7 @@ mod packets;
 mod registry;
 mod rest;
 mod rooms;
+mod subscriptions;
 
 use std::sync::Arc;
 
@@ -59,6 +60,9 @@ pub struct ChatEdge {
     pub auth: Authenticator,
     pub rooms: RoomCache,
     pub registry: Registry,
+    pub subscriptions: subscriptions::RoomSubscriptions,
+    /// Messages already delivered here (at-least-once delivery from workers).
+    pub recent: crate::dedup::RecentIds,
 }
 
 pub async fn start(
@@ -75,6 +79,8 @@ pub async fn start(
     let chat = Arc::new(ChatEdge {
         rooms: RoomCache::new(store.clone()),
         registry: Registry::default(),
+        subscriptions: Default::default(),
+        recent: crate::dedup::RecentIds::new(crate::DEDUP_WINDOW),
         bus,
         store,
         clock,
@@ -131,12 +137,16 @@ impl ChatEdge {
     }
 
     pub fn close_all(&self) {
+        self.subscriptions.stop_all();
         self.registry.close_all();
     }
 
     /// Drops what every edge cached about a room after its membership changed.
-    pub async fn room_changed(&self, room_id: &str) {
+    /// Subscriptions of this edge are refreshed before returning, so a member added here
+    /// receives the room's next message; other edges catch up on the notice.
+    pub async fn room_changed(self: &Arc<Self>, room_id: &str) {
         self.rooms.invalidate(room_id);
+        self.subscriptions.refresh(self, room_id).await;
         if let Err(e) = self
             .bus
             .publish(

@@ -65,6 +65,7 @@ pub async fn handle(
                         participant_id: user.to_owned(),
                     }
                     .to_json(),
+                    dedup: None,
                 };
                 publish(chat, OUT_CHAT_USERS, &out).await?;
             }
@@ -82,6 +83,7 @@ pub async fn handle(
                     is_typing,
                 }
                 .to_json(),
+                dedup: None,
             };
             publish(chat, &out_chat_room(&room_id), &out).await?;
         }

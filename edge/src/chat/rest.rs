@@ -113,6 +113,7 @@ async fn create_room(State(chat): Ctx, headers: HeaderMap, bytes: Bytes) -> ApiR
         members,
     };
     chat.store.create_room(&room).await.map_err(unavailable)?;
+    chat.room_changed(&room.room_id).await;
     Ok((StatusCode::CREATED, Json(room)).into_response())
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use socketioxide::SocketIo;
-use switchyard_schema::envelope::{self, FrustOut};
+use switchyard_schema::envelope::{self, FrustFanout, FrustOut};
 use switchyard_schema::subjects::OUT_FRUST;
 use tokio::task::JoinHandle;
 
@@ -15,8 +15,19 @@ pub async fn spawn(edge: Arc<FrustEdge>) -> anyhow::Result<JoinHandle<()>> {
     let mut messages = edge.bus.subscribe(OUT_FRUST).await?;
     Ok(tokio::spawn(async move {
         while let Some(msg) = messages.next().await {
-            match envelope::decode::<FrustOut>(&msg.payload) {
-                Ok(out) => deliver(&edge, &out).await,
+            match envelope::decode::<FrustFanout>(&msg.payload) {
+                Ok(fanout) => {
+                    if let Some(id) = &fanout.dedup {
+                        if !edge.recent.first_time(id) {
+                            metrics::counter!("switchyard_fanout_duplicates_total", "api" => "frust")
+                                .increment(1);
+                            continue;
+                        }
+                    }
+                    for out in &fanout.outs {
+                        deliver(&edge, out).await;
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "undecodable fan-out message dropped"),
             }
         }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
 use switchyard_bus::{Bus, BusError};
-use switchyard_schema::envelope::{self, FrustOut, Presence};
+use switchyard_schema::envelope::{self, FrustFanout, FrustOut, Presence};
 use switchyard_schema::frust::Stats;
 use switchyard_schema::subjects::{OUT_FRUST, PRESENCE_FRUST};
 use switchyard_schema::{clock, Clock};
@@ -35,6 +35,8 @@ pub struct FrustEdge {
     pub io: SocketIo,
     /// Sockets connected to this edge (for metrics and per-recipient counts).
     pub local_sockets: AtomicI64,
+    /// Fan-out already shown here (at-least-once delivery from workers).
+    pub recent: crate::dedup::RecentIds,
     /// This edge's sessions and their names, for presence heartbeats.
     pub sessions: parking_lot::Mutex<std::collections::HashMap<String, Option<String>>>,
 }
@@ -55,6 +57,7 @@ pub async fn start(
         io: io.clone(),
         local_sockets: AtomicI64::new(0),
         sessions: Default::default(),
+        recent: crate::dedup::RecentIds::new(crate::DEDUP_WINDOW),
     });
     socket::register(&edge);
     let fanout = fanout::spawn(edge.clone()).await?;
@@ -88,7 +91,9 @@ impl FrustEdge {
 
     /// Sends something to every Frust client on every edge.
     pub async fn broadcast(&self, out: &FrustOut) -> Result<(), BusError> {
-        self.bus.publish(OUT_FRUST, encoded(out)).await
+        self.bus
+            .publish(OUT_FRUST, encoded(&FrustFanout::once(out.clone())))
+            .await
     }
 
     pub async fn presence(&self, p: &Presence) {
