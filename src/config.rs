@@ -199,6 +199,78 @@ pub struct Common {
     )]
     pub chat_send_queue: usize,
 
+    /// Packets per second one connection may send (sustained; a human clicks at most ~20/s).
+    #[arg(
+        long,
+        env = "SWITCHYARD_RATE_CONN",
+        default_value_t = 50,
+        global = true
+    )]
+    pub rate_conn: u32,
+
+    /// Packets one connection may send in a burst.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RATE_CONN_BURST",
+        default_value_t = 200,
+        global = true
+    )]
+    pub rate_conn_burst: u32,
+
+    /// Packets per second from one client IP, all its connections together.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RATE_IP",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub rate_ip: u32,
+
+    /// Packets one client IP may send in a burst.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RATE_IP_BURST",
+        default_value_t = 4000,
+        global = true
+    )]
+    pub rate_ip_burst: u32,
+
+    /// New connections per second from one client IP.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RATE_CONNECT",
+        default_value_t = 500,
+        global = true
+    )]
+    pub rate_connect: u32,
+
+    /// New connections one client IP may open in a burst.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RATE_CONNECT_BURST",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub rate_connect_burst: u32,
+
+    /// A connection with this many rate-limited packets within 10 s is disconnected.
+    #[arg(
+        long,
+        env = "SWITCHYARD_FLOOD_STRIKES",
+        default_value_t = 200,
+        global = true
+    )]
+    pub flood_strikes: u32,
+
+    /// Proxies (IP addresses, comma separated) whose X-Forwarded-For names the client.
+    #[arg(
+        long,
+        env = "SWITCHYARD_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Testing: start the clock at this Unix time (it then runs at real speed).
     #[arg(long, env = "SWITCHYARD_CLOCK_START", hide = true, global = true)]
     pub clock_start: Option<i64>,

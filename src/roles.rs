@@ -10,6 +10,7 @@ use switchyard_aggregator::{Aggregator, AggregatorConfig};
 use switchyard_bus::{Bus, InProcessBus, NatsBus, NatsOptions};
 use switchyard_edge::chat::auth::ChatAuthConfig;
 use switchyard_edge::chat::ChatConfig;
+use switchyard_edge::limits::{LimitsConfig, Rate};
 use switchyard_edge::{Edge, EdgeConfig};
 use switchyard_schema::Clock;
 use switchyard_workers::Worker;
@@ -130,6 +131,17 @@ fn chat_config(common: &Common) -> anyhow::Result<ChatConfig> {
     })
 }
 
+fn limits_config(common: &Common) -> LimitsConfig {
+    let rate = |per_second, burst| Rate { per_second, burst };
+    LimitsConfig {
+        per_connection: rate(common.rate_conn, common.rate_conn_burst),
+        per_ip: rate(common.rate_ip, common.rate_ip_burst),
+        connects_per_ip: rate(common.rate_connect, common.rate_connect_burst),
+        flood_strikes: common.flood_strikes.max(1),
+        trusted_proxies: common.trusted_proxies.clone(),
+    }
+}
+
 pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     let metrics = ops::install_metrics()?;
     let store = switchyard_store::open(&common.store)
@@ -167,6 +179,7 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
                     version: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
                     chat: chat_config(&common)?,
                     heartbeat: Duration::from_millis(common.heartbeat_ms.max(50)),
+                    limits: limits_config(&common),
                 },
                 bus.clone(),
                 store.clone(),

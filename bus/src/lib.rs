@@ -26,6 +26,9 @@ pub enum BusError {
     Closed,
     #[error("bus backend: {0}")]
     Backend(String),
+    /// A durable publish got no answer: it may or may not have been stored.
+    #[error("not confirmed (may still be stored): {0}")]
+    Unconfirmed(String),
 }
 
 /// A durable consumer of a stream.

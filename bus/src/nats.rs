@@ -184,6 +184,8 @@ impl Bus for NatsBus {
         self.check_open()?;
         let deadline = Instant::now() + PUBLISH_BUDGET;
         let mut attempt = 0;
+        // Whether any attempt may have reached the stream without its ack reaching us.
+        let mut maybe_stored = false;
         loop {
             // Same msg id on every attempt: the stream stores a retried packet once.
             let message = PublishMessage::build()
@@ -202,16 +204,35 @@ impl Bus for NatsBus {
                 Ok(Err(err)) if err.kind() == PublishErrorKind::MaxPayloadExceeded => {
                     return Err(backend(err))
                 }
-                Ok(Err(err)) => err.to_string(),
-                Err(_) => "no ack in time".to_owned(),
+                Ok(Err(err)) => {
+                    // Refusals the stream answered mean "not stored"; a timeout or a broken
+                    // connection leaves it open.
+                    maybe_stored |= !matches!(
+                        err.kind(),
+                        PublishErrorKind::StreamNotFound
+                            | PublishErrorKind::MaxAckPending
+                            | PublishErrorKind::WrongLastMessageId
+                            | PublishErrorKind::WrongLastSequence
+                    );
+                    err.to_string()
+                }
+                Err(_) => {
+                    maybe_stored = true;
+                    "no ack in time".to_owned()
+                }
             };
             attempt += 1;
             let pause = backoff(attempt);
             if Instant::now() + pause >= deadline {
                 metrics::counter!("switchyard_bus_durable_failed_total").increment(1);
-                return Err(BusError::Backend(format!(
+                let why = format!(
                     "publish to `{subject}` not acknowledged after {attempt} attempts: {err}"
-                )));
+                );
+                return Err(if maybe_stored {
+                    BusError::Unconfirmed(why)
+                } else {
+                    BusError::Backend(why)
+                });
             }
             debug!(subject, attempt, %err, "durable publish retry");
             metrics::counter!("switchyard_bus_durable_retries_total").increment(1);

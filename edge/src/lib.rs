@@ -5,6 +5,7 @@
 pub mod chat;
 mod dedup;
 pub(crate) mod frust;
+pub mod limits;
 mod static_files;
 
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ pub struct EdgeConfig {
     pub chat: chat::ChatConfig,
     /// How often the edge tells the aggregator who is connected to it.
     pub heartbeat: std::time::Duration,
+    pub limits: limits::LimitsConfig,
 }
 
 /// A running edge: its HTTP routes and what must be stopped on shutdown.
@@ -51,12 +53,14 @@ impl Edge {
         bus: Arc<dyn Bus>,
         store: Arc<dyn Store>,
     ) -> anyhow::Result<Self> {
+        let limits = limits::Limits::new(config.limits.clone());
         let (frust, frust_router, socket_io, mut tasks) =
-            frust::start(&config, bus.clone(), store.clone()).await?;
+            frust::start(&config, limits.clone(), bus.clone(), store.clone()).await?;
         let (chat, chat_router, chat_tasks) = chat::start(
             &config.edge_id,
             config.clock,
             config.chat.clone(),
+            limits,
             bus.clone(),
             store,
         )

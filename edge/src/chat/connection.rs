@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::registry::ConnectionHandle;
 use super::{packets, ChatEdge};
 use crate::frust::encoded;
+use crate::limits::{ConnectionLimiter, Verdict};
 
 /// A client making more mistakes than this within `ABUSE_WINDOW` is disconnected.
 const ABUSE_LIMIT: u32 = 50;
@@ -43,7 +44,7 @@ impl AbuseMeter {
     }
 }
 
-pub async fn run(chat: Arc<ChatEdge>, user: String, socket: WebSocket) {
+pub async fn run(chat: Arc<ChatEdge>, user: String, limiter: ConnectionLimiter, socket: WebSocket) {
     let connection = new_packet_id();
     let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(chat.config.send_queue);
     let kick = CancellationToken::new();
@@ -97,6 +98,7 @@ pub async fn run(chat: Arc<ChatEdge>, user: String, socket: WebSocket) {
         })
     };
 
+    let mut client_left = false;
     let mut abuse = AbuseMeter {
         window_start: Instant::now(),
         errors: 0,
@@ -106,6 +108,24 @@ pub async fn run(chat: Arc<ChatEdge>, user: String, socket: WebSocket) {
             msg = stream.next() => msg,
             _ = kick.cancelled() => break,
         };
+        let is_data = matches!(msg, Some(Ok(Message::Text(_) | Message::Binary(_))));
+        match if is_data {
+            limiter.check("chat")
+        } else {
+            Verdict::Allow
+        } {
+            Verdict::Allow => {}
+            Verdict::Limit => {
+                let r = Rejection::new(ErrorCode::RateLimited, "rate limited; slow down");
+                let _ = tx.try_send(ServerPacket::error(&r).to_json().into());
+                continue;
+            }
+            Verdict::Disconnect => {
+                tracing::info!(ip = %limiter.ip(), "closing a flooding chat connection");
+                close_code.store(CLOSE_POLICY, Ordering::SeqCst);
+                break;
+            }
+        }
         let text = match msg {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Binary(_))) => {
@@ -116,7 +136,10 @@ pub async fn run(chat: Arc<ChatEdge>, user: String, socket: WebSocket) {
                 }
                 continue;
             }
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                client_left = true;
+                break;
+            }
             Some(Ok(_)) => continue, // ping/pong are answered by the websocket layer
         };
         if text.len() > chat.config.max_frame {
@@ -146,6 +169,18 @@ pub async fn run(chat: Arc<ChatEdge>, user: String, socket: WebSocket) {
         tokio::spawn(async move { chat.subscriptions.refresh_rooms_of(&chat, &user).await });
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    if !client_left {
+        // Closing handshake: read (and drop) what the client still sends until it answers our
+        // close; closing with unread input would reset the TCP connection and lose the close.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
     metrics::gauge!("switchyard_connections", "api" => "chat").decrement(1.0);
     publish_presence(&chat, ChatPresence::Disconnected { user, connection }).await;
 }

@@ -61,6 +61,7 @@ pub struct ChatEdge {
     pub rooms: RoomCache,
     pub registry: Registry,
     pub subscriptions: subscriptions::RoomSubscriptions,
+    pub limits: Arc<crate::limits::Limits>,
     /// Messages already delivered here (at-least-once delivery from workers).
     pub recent: crate::dedup::RecentIds,
 }
@@ -69,6 +70,7 @@ pub async fn start(
     edge_id: &str,
     clock: Clock,
     config: ChatConfig,
+    limits: Arc<crate::limits::Limits>,
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<(Arc<ChatEdge>, Router, Vec<JoinHandle<()>>)> {
@@ -81,6 +83,7 @@ pub async fn start(
         registry: Registry::default(),
         subscriptions: Default::default(),
         recent: crate::dedup::RecentIds::new(crate::DEDUP_WINDOW),
+        limits,
         bus,
         store,
         clock,
@@ -109,6 +112,14 @@ async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ip = chat.limits.client_ip(Some(peer), &headers);
+    if !chat.limits.allow_connect(ip) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connection attempts",
+        )
+            .into_response();
+    }
     let token = query.token.as_deref().or_else(|| auth::bearer(&headers));
     let Some(user) = token.and_then(|t| chat.auth.verify(t)) else {
         metrics::counter!("switchyard_rejects_total", "api" => "chat", "reason" => "auth")
@@ -125,7 +136,10 @@ async fn upgrade(
     };
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
-        .on_upgrade(move |socket| connection::run(chat, user, socket))
+        .on_upgrade(move |socket| {
+            let limiter = chat.limits.connection(ip);
+            connection::run(chat, user, limiter, socket)
+        })
 }
 
 impl ChatEdge {

@@ -45,7 +45,13 @@ pub async fn handle(
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "chat publish failed");
-                    Rejection::new(ErrorCode::Unavailable, "message not accepted; try again")
+                    let why = match e {
+                        switchyard_bus::BusError::Unconfirmed(_) => {
+                            "message not confirmed: the bus did not answer; it may still arrive"
+                        }
+                        _ => "message not accepted; try again",
+                    };
+                    Rejection::new(ErrorCode::Unavailable, why)
                 })?;
             metrics::histogram!("switchyard_publish_seconds").record(started.elapsed());
         }

@@ -35,6 +35,7 @@ pub struct FrustEdge {
     pub io: SocketIo,
     /// Sockets connected to this edge (for metrics and per-recipient counts).
     pub local_sockets: AtomicI64,
+    pub limits: Arc<crate::limits::Limits>,
     /// Fan-out already shown here (at-least-once delivery from workers).
     pub recent: crate::dedup::RecentIds,
     /// This edge's sessions and their names, for presence heartbeats.
@@ -43,6 +44,7 @@ pub struct FrustEdge {
 
 pub async fn start(
     config: &EdgeConfig,
+    limits: Arc<crate::limits::Limits>,
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<(Arc<FrustEdge>, Router, SocketIoLayer, Vec<JoinHandle<()>>)> {
@@ -58,6 +60,7 @@ pub async fn start(
         local_sockets: AtomicI64::new(0),
         sessions: Default::default(),
         recent: crate::dedup::RecentIds::new(crate::DEDUP_WINDOW),
+        limits,
     });
     socket::register(&edge);
     let fanout = fanout::spawn(edge.clone()).await?;

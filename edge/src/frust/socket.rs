@@ -6,7 +6,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde_json::Value;
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
 use switchyard_schema::envelope::{FrustOut, Inbound, Presence};
 use switchyard_schema::frust::{self, ClickIn, EventIn, Invalid};
 use switchyard_schema::new_packet_id;
@@ -15,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{encoded, FrustEdge};
+use crate::limits::{ConnectionLimiter, Verdict};
 
 /// Packets one socket may have waiting; past this it is flooding and packets are dropped.
 const SESSION_QUEUE: usize = 64;
@@ -42,26 +47,88 @@ struct Packet {
 }
 
 /// The acknowledgement: `ok` once the packet is durably accepted, or why it was not.
-#[derive(serde::Serialize)]
+/// `unconfirmed` marks a failure whose outcome is unknown (the bus never answered): the
+/// packet may still be stored and shown; it will not be stored twice.
+#[derive(serde::Serialize, Default)]
 struct Ack {
     ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unconfirmed: bool,
+}
+
+impl Ack {
+    fn refused(error: &str) -> Self {
+        Self {
+            ok: false,
+            error: Some(error.to_owned()),
+            unconfirmed: false,
+        }
+    }
+}
+
+/// Why a packet was not accepted, for its acknowledgement.
+enum Refusal {
+    Invalid(String),
+    /// Definitely not accepted: the client may send it again.
+    Unavailable,
+    /// Unknown: the bus never answered (retrying would make a second packet).
+    Unconfirmed,
+}
+
+impl From<Refusal> for Ack {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Invalid(why) => Ack::refused(&why),
+            Refusal::Unavailable => {
+                Ack::refused("not accepted: the message bus is unavailable; try again")
+            }
+            Refusal::Unconfirmed => Ack {
+                unconfirmed: true,
+                ..Ack::refused(
+                    "not confirmed: the message bus did not answer; it may still be stored",
+                )
+            },
+        }
+    }
 }
 
 pub fn register(edge: &Arc<FrustEdge>) {
-    let edge = edge.clone();
+    let limits = edge.limits.clone();
+    // Refusing in a middleware sends the client a `connect_error` instead of a connect.
+    let admit = move |s: SocketRef| {
+        let ip = client_ip(&limits, &s);
+        let verdict = match limits.allow_connect(ip) {
+            true => Ok(()),
+            false => Err("too many connection attempts from this address"),
+        };
+        std::future::ready(verdict)
+    };
+    let (edge, io) = (edge.clone(), edge.io.clone());
     // Socket.IO spawns the future a handler returns, but calls the handler itself in arrival
     // order: doing the work in the closure body (and returning a ready future) keeps order.
-    edge.io.clone().ns("/", move |s: SocketRef| {
+    let connect = move |s: SocketRef| {
         on_connect(&edge, s);
         std::future::ready(())
-    });
+    };
+    io.ns("/", connect.with(admit));
+}
+
+fn client_ip(limits: &crate::limits::Limits, s: &SocketRef) -> std::net::IpAddr {
+    let parts = s.req_parts();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    limits.client_ip(peer, &parts.headers)
 }
 
 /// Registers the handlers before anything can await, so a packet sent right after connecting
 /// is never missed. Handlers only enqueue: one task per socket applies its packets in order.
 fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
+    let ip = client_ip(&edge.limits, &s);
+    let limiter = Arc::new(edge.limits.connection(ip));
     let (tx, rx) = mpsc::channel(SESSION_QUEUE);
     let gone = CancellationToken::new();
     for (event, kind) in [
@@ -69,21 +136,29 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
         ("click", Kind::Click),
         ("event", Kind::Event),
     ] {
-        let tx = tx.clone();
-        s.on(event, move |ack: AckSender, TryData::<Value>(data)| {
-            let packet = Packet {
-                kind,
-                data: data.ok(),
-                ack,
-            };
-            enqueue(&tx, event, packet);
-            std::future::ready(())
-        });
+        let (tx, limiter) = (tx.clone(), limiter.clone());
+        s.on(
+            event,
+            move |s: SocketRef, ack: AckSender, TryData::<Value>(data)| {
+                count_in(event);
+                if let Some(ack) = admitted(&limiter, s, ack) {
+                    let packet = Packet {
+                        kind,
+                        data: data.ok(),
+                        ack,
+                    };
+                    enqueue(&tx, packet);
+                }
+                std::future::ready(())
+            },
+        );
     }
-    s.on_fallback(|Event(name): Event| {
-        tracing::debug!(event = %name, "unknown event ignored");
-        metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "unknown_event")
-            .increment(1);
+    s.on_fallback(move |s: SocketRef, ack: AckSender, Event(name): Event| {
+        if admitted(&limiter, s, ack).is_some() {
+            tracing::debug!(event = %name, "unknown event ignored");
+            metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "unknown_event")
+                .increment(1);
+        }
         std::future::ready(())
     });
     {
@@ -97,15 +172,28 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
     tokio::spawn(run_session(edge.clone(), s, rx, gone));
 }
 
-fn enqueue(tx: &mpsc::Sender<Packet>, kind: &'static str, packet: Packet) {
-    count_in(kind);
+/// Applies the rate limits to one packet: over them it is refused, and a socket that keeps
+/// flooding is disconnected.
+fn admitted(limiter: &ConnectionLimiter, s: SocketRef, ack: AckSender) -> Option<AckSender> {
+    match limiter.check("frust") {
+        Verdict::Allow => Some(ack),
+        Verdict::Limit => {
+            let _ = ack.send(&Ack::refused("rate limited; slow down"));
+            None
+        }
+        Verdict::Disconnect => {
+            tracing::info!(ip = %limiter.ip(), "disconnecting a flooding socket");
+            let _ = s.disconnect();
+            None
+        }
+    }
+}
+
+fn enqueue(tx: &mpsc::Sender<Packet>, packet: Packet) {
     if let Err(e) = tx.try_send(packet) {
         metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "flood")
             .increment(1);
-        let refused = Ack {
-            ok: false,
-            error: Some("too many packets in flight; slow down".into()),
-        };
+        let refused = Ack::refused("too many packets in flight; slow down");
         let _ = e.into_inner().ack.send(&refused);
     }
 }
@@ -172,7 +260,7 @@ async fn handle(edge: &FrustEdge, session: &Session, packet: Packet) {
                 rename(edge, session, name).await;
                 Ok(())
             }
-            Err(e) => Err(reject("auth", &e)),
+            Err(e) => Err(Refusal::Invalid(reject("auth", &e))),
         },
         Kind::Click => match packet
             .data
@@ -180,7 +268,7 @@ async fn handle(edge: &FrustEdge, session: &Session, packet: Packet) {
             .and_then(|v| ClickIn::parse(&v))
         {
             Ok(click) => on_click(edge, session, click).await,
-            Err(e) => Err(reject("click", &e)),
+            Err(e) => Err(Refusal::Invalid(reject("click", &e))),
         },
         Kind::Event => match packet
             .data
@@ -188,18 +276,15 @@ async fn handle(edge: &FrustEdge, session: &Session, packet: Packet) {
             .and_then(|v| EventIn::parse(&v))
         {
             Ok(event) => on_event(edge, session, event).await,
-            Err(e) => Err(reject("event", &e)),
+            Err(e) => Err(Refusal::Invalid(reject("event", &e))),
         },
     };
     let ack = match outcome {
         Ok(()) => Ack {
             ok: true,
-            error: None,
+            ..Ack::default()
         },
-        Err(error) => Ack {
-            ok: false,
-            error: Some(error),
-        },
+        Err(refusal) => Ack::from(refusal),
     };
     let _ = packet.ack.send(&ack);
 }
@@ -247,7 +332,7 @@ async fn rename(edge: &FrustEdge, session: &Session, name: Option<String>) {
     .await;
 }
 
-async fn on_click(edge: &FrustEdge, session: &Session, click: ClickIn) -> Result<(), String> {
+async fn on_click(edge: &FrustEdge, session: &Session, click: ClickIn) -> Result<(), Refusal> {
     rename(edge, session, Some(click.user.clone())).await;
     let session_clicks = session.clicks.fetch_add(1, Ordering::Relaxed) + 1;
     let packet = Inbound::FrustClick {
@@ -262,14 +347,14 @@ async fn on_click(edge: &FrustEdge, session: &Session, click: ClickIn) -> Result
         session_clicks,
     };
     let published = publish_inbound(edge, IN_FRUST_CLICK, &packet).await;
-    if published.is_err() {
+    if matches!(published, Err(Refusal::Unavailable)) {
         // Not accepted, so not this session's click either.
         session.clicks.fetch_sub(1, Ordering::Relaxed);
     }
     published
 }
 
-async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) -> Result<(), String> {
+async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) -> Result<(), Refusal> {
     rename(edge, session, Some(event.user.clone())).await;
     let event = frust::Event {
         user: event.user,
@@ -280,7 +365,7 @@ async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) -> Result
         // Shown to everyone, but neither stored, counted nor toasted.
         return edge.broadcast(&FrustOut::Event(event)).await.map_err(|e| {
             tracing::warn!(error = %e, "ephemeral event broadcast failed");
-            "event could not be delivered; try again".to_owned()
+            Refusal::Unavailable
         });
     }
     let packet = Inbound::FrustEvent {
@@ -292,7 +377,7 @@ async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) -> Result
 }
 
 /// Hands a packet to the durable stream; only an acknowledged append counts as accepted.
-async fn publish_inbound(edge: &FrustEdge, subject: &str, packet: &Inbound) -> Result<(), String> {
+async fn publish_inbound(edge: &FrustEdge, subject: &str, packet: &Inbound) -> Result<(), Refusal> {
     let started = std::time::Instant::now();
     match edge
         .bus
@@ -304,10 +389,13 @@ async fn publish_inbound(edge: &FrustEdge, subject: &str, packet: &Inbound) -> R
             Ok(())
         }
         Err(e) => {
-            tracing::error!(error = %e, subject, "inbound publish failed; packet dropped");
+            tracing::error!(error = %e, subject, "inbound publish failed");
             metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "publish")
                 .increment(1);
-            Err("not accepted: the message bus is unavailable; try again".into())
+            Err(match e {
+                switchyard_bus::BusError::Unconfirmed(_) => Refusal::Unconfirmed,
+                _ => Refusal::Unavailable,
+            })
         }
     }
 }

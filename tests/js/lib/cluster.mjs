@@ -441,6 +441,12 @@ export async function startCluster({ edges = 2, workers = 1, env = {}, nats, nam
       SWITCHYARD_EDGE_TIMEOUT_MS: String(EDGE_TIMEOUT_MS),
       SWITCHYARD_JWT_SECRET: SECRET,
       SWITCHYARD_ADMIN_TOKEN: ADMIN_TOKEN,
+      // The failure burst sends hundreds of clicks per second per client from one address;
+      // rate limits have their own tests (limits_*.test.mjs).
+      SWITCHYARD_RATE_CONN: '100000',
+      SWITCHYARD_RATE_CONN_BURST: '100000',
+      SWITCHYARD_RATE_IP: '100000',
+      SWITCHYARD_RATE_IP_BURST: '100000',
       ...cl.env,
     };
     if (clockBase !== undefined) e.SWITCHYARD_CLOCK_START = String(Math.round(now()));
@@ -532,8 +538,9 @@ export const ACK_MS = 15_000;
 
 /**
  * Emits `event` with an ack callback on either client line and never rejects. Resolves
- * {status, res, ms}: 'ok' for {ok: true}; 'failed' for {ok: false, error: string}; 'malformed'
- * for any other answer (a server bug); 'unknown' when no answer came within `ms` or the socket
+ * {status, res, ms}: 'ok' for {ok: true}; 'failed' for {ok: false, error: string}; 'unknown'
+ * for {ok: false, unconfirmed: true} (the bus never answered: the click may still be stored);
+ * 'malformed' for any other answer (a server bug); 'unknown' when no answer came within `ms` or the socket
  * disconnected first (the packet may or may not have been accepted).
  */
 export function emitWithAck(client, event, payload, ms = ACK_MS) {
@@ -552,6 +559,7 @@ export function emitWithAck(client, event, payload, ms = ACK_MS) {
     };
     const onAck = (res) => {
       if (res && res.ok === true) settle('ok', res);
+      else if (res && res.ok === false && res.unconfirmed === true && typeof res.error === 'string') settle('unknown', res, res.error);
       else if (res && res.ok === false && typeof res.error === 'string') settle('failed', res);
       else settle('malformed', res);
     };

@@ -1,0 +1,245 @@
+//! Rate limits (GCRA, `governor`): per connection and per client IP for every inbound packet,
+//! and per IP for connection attempts. A connection that keeps flooding after being limited is
+//! disconnected. The client IP is the socket's peer, or `X-Forwarded-For` when the peer is a
+//! configured trusted proxy.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use parking_lot::Mutex;
+
+/// Sustained rate and burst of one limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Rate {
+    fn quota(self) -> Quota {
+        let per_second = NonZeroU32::new(self.per_second.max(1)).expect("non-zero");
+        let burst = NonZeroU32::new(self.burst.max(self.per_second).max(1)).expect("non-zero");
+        Quota::per_second(per_second).allow_burst(burst)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Packets of one connection (a human clicks at most ~20/s).
+    pub per_connection: Rate,
+    /// Packets of one client IP, all its connections together (a campus may share one NAT).
+    pub per_ip: Rate,
+    /// New connections from one client IP.
+    pub connects_per_ip: Rate,
+    /// A connection with this many limited packets within `FLOOD_WINDOW` is disconnected.
+    pub flood_strikes: u32,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers).
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            per_connection: Rate {
+                per_second: 50,
+                burst: 200,
+            },
+            per_ip: Rate {
+                per_second: 2000,
+                burst: 4000,
+            },
+            connects_per_ip: Rate {
+                per_second: 500,
+                burst: 2000,
+            },
+            flood_strikes: 200,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+
+/// What to do with one inbound packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Over the limit: drop it (and tell the client where the protocol can).
+    Limit,
+    /// Over the limit for too long: close the connection.
+    Disconnect,
+}
+
+pub struct Limits {
+    config: LimitsConfig,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    connects: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Limits {
+    pub fn new(config: LimitsConfig) -> Arc<Self> {
+        let limits = Arc::new(Self {
+            per_ip: RateLimiter::keyed(config.per_ip.quota()),
+            connects: RateLimiter::keyed(config.connects_per_ip.quota()),
+            config,
+        });
+        // Forget idle IPs so the keyed state stays proportional to active clients.
+        let weak = Arc::downgrade(&limits);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                let Some(limits) = weak.upgrade() else { return };
+                limits.per_ip.retain_recent();
+                limits.connects.retain_recent();
+            }
+        });
+        limits
+    }
+
+    /// May `ip` open another connection now?
+    pub fn allow_connect(&self, ip: IpAddr) -> bool {
+        let allowed = self.connects.check_key(&ip).is_ok();
+        if !allowed {
+            metrics::counter!("switchyard_rejects_total", "api" => "connect", "reason" => "rate")
+                .increment(1);
+        }
+        allowed
+    }
+
+    /// The limiter of one new connection from `ip`.
+    pub fn connection(self: &Arc<Self>, ip: IpAddr) -> ConnectionLimiter {
+        ConnectionLimiter {
+            own: RateLimiter::direct(self.config.per_connection.quota()),
+            ip,
+            limits: self.clone(),
+            strikes: AtomicU32::new(0),
+            window_start: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// The client's address: the peer, or the first `X-Forwarded-For` hop a trusted proxy
+    /// reports.
+    pub fn client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
+        let peer_ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if !self.config.trusted_proxies.contains(&peer_ip) {
+            return peer_ip;
+        }
+        headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|first| first.trim().parse().ok())
+            .unwrap_or(peer_ip)
+    }
+}
+
+pub struct ConnectionLimiter {
+    own: DefaultDirectRateLimiter,
+    ip: IpAddr,
+    limits: Arc<Limits>,
+    strikes: AtomicU32,
+    window_start: Mutex<Instant>,
+}
+
+impl ConnectionLimiter {
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// Checks one inbound packet against the connection's and the IP's limits.
+    pub fn check(&self, api: &'static str) -> Verdict {
+        if self.own.check().is_ok() && self.limits.per_ip.check_key(&self.ip).is_ok() {
+            return Verdict::Allow;
+        }
+        metrics::counter!("switchyard_rejects_total", "api" => api, "reason" => "rate")
+            .increment(1);
+        {
+            let mut start = self.window_start.lock();
+            if start.elapsed() > FLOOD_WINDOW {
+                *start = Instant::now();
+                self.strikes.store(0, Ordering::Relaxed);
+            }
+        }
+        if self.strikes.fetch_add(1, Ordering::Relaxed) + 1 >= self.limits.config.flood_strikes {
+            metrics::counter!("switchyard_flood_disconnects_total", "api" => api).increment(1);
+            Verdict::Disconnect
+        } else {
+            Verdict::Limit
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_connection: u32, per_ip: u32, strikes: u32) -> Arc<Limits> {
+        Limits::new(LimitsConfig {
+            per_connection: Rate {
+                per_second: per_connection,
+                burst: per_connection,
+            },
+            per_ip: Rate {
+                per_second: per_ip,
+                burst: per_ip,
+            },
+            connects_per_ip: Rate {
+                per_second: 2,
+                burst: 2,
+            },
+            flood_strikes: strikes,
+            trusted_proxies: vec!["10.0.0.1".parse().unwrap()],
+        })
+    }
+
+    #[tokio::test]
+    async fn a_flooding_connection_is_limited_then_dropped_while_others_pass() {
+        let l = limits(5, 1000, 3);
+        let flood = l.connection("1.1.1.1".parse().unwrap());
+        let polite = l.connection("1.1.1.1".parse().unwrap());
+        let verdicts: Vec<Verdict> = (0..8).map(|_| flood.check("test")).collect();
+        assert_eq!(&verdicts[..5], &[Verdict::Allow; 5]);
+        assert_eq!(&verdicts[5..7], &[Verdict::Limit; 2]);
+        assert_eq!(verdicts[7], Verdict::Disconnect);
+        assert_eq!(polite.check("test"), Verdict::Allow, "same IP, own budget");
+    }
+
+    #[tokio::test]
+    async fn the_ip_budget_is_shared_by_its_connections() {
+        let l = limits(100, 3, 100);
+        let a = l.connection("2.2.2.2".parse().unwrap());
+        let b = l.connection("2.2.2.2".parse().unwrap());
+        let other = l.connection("3.3.3.3".parse().unwrap());
+        assert_eq!(a.check("t"), Verdict::Allow);
+        assert_eq!(b.check("t"), Verdict::Allow);
+        assert_eq!(a.check("t"), Verdict::Allow);
+        assert_eq!(b.check("t"), Verdict::Limit);
+        assert_eq!(other.check("t"), Verdict::Allow);
+        assert!(l.allow_connect("2.2.2.2".parse().unwrap()));
+        assert!(l.allow_connect("2.2.2.2".parse().unwrap()));
+        assert!(!l.allow_connect("2.2.2.2".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn forwarded_for_only_from_trusted_proxies() {
+        let l = limits(1, 1, 1);
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "9.9.9.9, 10.0.0.1".parse().unwrap());
+        let proxy: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let stranger: SocketAddr = "8.8.8.8:5000".parse().unwrap();
+        assert_eq!(
+            l.client_ip(Some(proxy), &h),
+            "9.9.9.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            l.client_ip(Some(stranger), &h),
+            "8.8.8.8".parse::<IpAddr>().unwrap()
+        );
+    }
+}
