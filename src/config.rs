@@ -262,14 +262,14 @@ pub struct Common {
     )]
     pub flood_strikes: u32,
 
-    /// Proxies (IP addresses, comma separated) whose X-Forwarded-For names the client.
+    /// Proxies (addresses or CIDR ranges, comma separated) whose X-Forwarded-For is believed.
     #[arg(
         long,
         env = "SWITCHYARD_TRUSTED_PROXIES",
         value_delimiter = ',',
         global = true
     )]
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: Vec<switchyard_edge::limits::IpRange>,
 
     /// Testing: start the clock at this Unix time (it then runs at real speed).
     #[arg(long, env = "SWITCHYARD_CLOCK_START", hide = true, global = true)]

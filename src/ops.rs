@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Turns false when a drain starts, so load balancers stop sending new clients.
 #[derive(Clone, Default)]
@@ -25,6 +25,11 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             2.5,
         ])?
+        // Batch sizes are counts, not seconds: they get their own buckets.
+        .set_buckets_for_metric(
+            Matcher::Full("switchyard_store_batch_size".into()),
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+        )?
         .install_recorder()?;
     Ok(handle)
 }

@@ -38,8 +38,64 @@ pub struct LimitsConfig {
     pub connects_per_ip: Rate,
     /// A connection with this many limited packets within `FLOOD_WINDOW` is disconnected.
     pub flood_strikes: u32,
-    /// Peers whose `X-Forwarded-For` is believed (load balancers).
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers), as addresses or ranges.
+    pub trusted_proxies: Vec<IpRange>,
+}
+
+/// An address range in CIDR notation (`10.0.0.0/8`), or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let network: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an address"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}` has a bad prefix length"))?,
+            None => max,
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+impl IpRange {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
+            let shift = width - prefix;
+            if shift >= 128 {
+                0
+            } else {
+                bits >> shift
+            }
+        }
+        match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                masked(u32::from(n) as u128, self.prefix, 32)
+                    == masked(u32::from(a) as u128, self.prefix, 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                masked(u128::from(n), self.prefix, 128) == masked(u128::from(a), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -123,18 +179,28 @@ impl Limits {
         }
     }
 
-    /// The client's address: the peer, or the first `X-Forwarded-For` hop a trusted proxy
-    /// reports.
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.config.trusted_proxies.iter().any(|r| r.contains(ip))
+    }
+
+    /// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost
+    /// `X-Forwarded-For` hop that is not itself a trusted proxy (hops further left were written
+    /// by the client and can be forged).
     pub fn client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
         let peer_ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if !self.config.trusted_proxies.contains(&peer_ip) {
+        if !self.trusted(peer_ip) {
             return peer_ip;
         }
-        headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| first.trim().parse().ok())
+        let hops: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|hop| hop.trim().parse().ok())
+            .collect();
+        hops.into_iter()
+            .rev()
+            .find(|hop| !self.trusted(*hop))
             .unwrap_or(peer_ip)
     }
 }
@@ -194,7 +260,7 @@ mod tests {
                 burst: 2,
             },
             flood_strikes: strikes,
-            trusted_proxies: vec!["10.0.0.1".parse().unwrap()],
+            trusted_proxies: vec!["10.0.0.0/24".parse().unwrap()],
         })
     }
 
