@@ -3,6 +3,7 @@
 //! It keeps no state another edge would need.
 
 pub mod chat;
+mod coalesce;
 mod dedup;
 pub(crate) mod frust;
 pub mod limits;

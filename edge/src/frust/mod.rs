@@ -36,6 +36,8 @@ pub struct FrustEdge {
     /// Sockets connected to this edge (for metrics and per-recipient counts).
     pub local_sockets: AtomicI64,
     pub limits: Arc<crate::limits::Limits>,
+    /// Coalesces identical REST reads.
+    pub rest_cache: crate::coalesce::Coalescer,
     /// Fan-out already shown here (at-least-once delivery from workers).
     pub recent: crate::dedup::RecentIds,
     /// This edge's sessions and their names, for presence heartbeats.
@@ -61,6 +63,7 @@ pub async fn start(
         sessions: Default::default(),
         recent: crate::dedup::RecentIds::new(crate::DEDUP_WINDOW),
         limits,
+        rest_cache: Default::default(),
     });
     socket::register(&edge);
     let fanout = fanout::spawn(edge.clone()).await?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -20,6 +20,9 @@ use super::FrustEdge;
 /// The original served at most this many of today's clicks or events.
 const LATEST_LIMIT: u32 = 10_000;
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a REST answer is reused: long enough to absorb a stampede, short enough that
+/// pages polling for fresh counts do not notice.
+const REST_CACHE_TTL: Duration = Duration::from_millis(200);
 
 type Ctx = State<Arc<FrustEdge>>;
 
@@ -51,73 +54,98 @@ async fn version(State(edge): Ctx) -> Response {
     Json(json!({ "version": edge.version })).into_response()
 }
 
+/// Serves JSON through the read coalescer: concurrent identical requests share one load.
+async fn cached<T, F, Fut>(edge: &FrustEdge, key: &'static str, load: F) -> Response
+where
+    T: serde::Serialize,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let answer = edge
+        .rest_cache
+        .get(key, REST_CACHE_TTL, || async {
+            let value = load().await?;
+            serde_json::to_vec(&value)
+                .map(Bytes::from)
+                .map_err(|e| e.to_string())
+        })
+        .await;
+    match answer {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => unavailable(key, e),
+    }
+}
+
 async fn latest_clicks(State(edge): Ctx) -> Response {
     let today = day_start(edge.clock.now());
-    match edge.store.clicks_since(today, LATEST_LIMIT).await {
-        Ok(clicks) => Json(clicks).into_response(),
-        Err(e) => unavailable("latest_clicks", e),
-    }
+    cached(&edge, "latest_clicks", || async {
+        edge.store
+            .clicks_since(today, LATEST_LIMIT)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
 }
 
 async fn latest_events(State(edge): Ctx) -> Response {
     let today = day_start(edge.clock.now());
-    match edge.store.events_since(today, LATEST_LIMIT).await {
-        Ok(events) => Json(events).into_response(),
-        Err(e) => unavailable("latest_events", e),
-    }
+    cached(&edge, "latest_events", || async {
+        edge.store
+            .events_since(today, LATEST_LIMIT)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
 }
 
 async fn latest_hours(State(edge): Ctx) -> Response {
     let now = edge.clock.now();
     let from = day_start(now) - 6 * DAY;
-    let result = async {
-        let totals = edge.store.totals().await?;
-        let hours = edge.store.hours_since(from).await?;
-        Ok::<_, switchyard_store::StoreError>((totals, hours))
-    }
-    .await;
-    match result {
-        Ok((totals, hours)) => {
-            let hours: Vec<(i64, i64, i64)> = hours
-                .into_iter()
-                .map(|h| (h.hour, h.clicks, h.events))
-                .collect();
-            Json(hour_series(
-                from,
-                hour_start(now),
-                &hours,
-                totals.clicks,
-                totals.events,
-            ))
-            .into_response()
-        }
-        Err(e) => unavailable("latest_hours", e),
-    }
+    cached(&edge, "latest_hours", || async {
+        let totals = edge.store.totals().await.map_err(|e| e.to_string())?;
+        let hours: Vec<(i64, i64, i64)> = edge
+            .store
+            .hours_since(from)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|h| (h.hour, h.clicks, h.events))
+            .collect();
+        Ok(hour_series(
+            from,
+            hour_start(now),
+            &hours,
+            totals.clicks,
+            totals.events,
+        ))
+    })
+    .await
 }
 
 async fn users(State(edge): Ctx) -> Response {
-    match edge.store.users().await {
-        Ok(users) => Json(users).into_response(),
-        Err(e) => unavailable("users", e),
-    }
+    cached(&edge, "users", || async {
+        edge.store.users().await.map_err(|e| e.to_string())
+    })
+    .await
 }
 
 async fn online_users(State(edge): Ctx) -> Response {
-    let answer = edge
-        .bus
-        .request(RPC_FRUST_ONLINE, Bytes::new(), QUERY_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| envelope::decode::<OnlineUsers>(&bytes).map_err(|e| e.to_string()));
-    match answer {
-        Ok(OnlineUsers(users)) => Json(users).into_response(),
-        Err(e) => unavailable("online_users", e),
-    }
+    cached(&edge, "online_users", || async {
+        let bytes = edge
+            .bus
+            .request(RPC_FRUST_ONLINE, Bytes::new(), QUERY_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        envelope::decode::<OnlineUsers>(&bytes)
+            .map(|OnlineUsers(users)| users)
+            .map_err(|e| e.to_string())
+    })
+    .await
 }
 
 async fn current_stats(State(edge): Ctx) -> Response {
-    match edge.current_stats().await {
-        Ok(stats) => Json(stats).into_response(),
-        Err(e) => unavailable("current_stats", e),
-    }
+    cached(&edge, "current_stats", || async {
+        edge.current_stats().await.map_err(|e| e.to_string())
+    })
+    .await
 }
