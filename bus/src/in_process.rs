@@ -161,15 +161,23 @@ impl Bus for InProcessBus {
             .find(|s| *s == spec.stream)
             .ok_or_else(|| BusError::NotDurable(spec.stream.into()))?;
         let rx = self.consumer(stream, spec.name, spec.filter).rx.clone();
-        Ok(futures::stream::unfold(rx, |rx| async move {
-            let next = rx.lock().await.recv().await?;
-            let delivery = Delivery {
-                subject: next.subject,
-                payload: next.payload,
-                seq: next.seq,
-                acker: Box::new(NoopAcker),
-            };
-            Some((delivery, rx))
+        let lag = metrics::gauge!("switchyard_consumer_lag", "consumer" => spec.name.to_owned());
+        Ok(futures::stream::unfold(rx, move |rx| {
+            let lag = lag.clone();
+            async move {
+                let mut queue = rx.lock().await;
+                let next = queue.recv().await?;
+                // What is still queued behind this delivery: the consumer's backlog.
+                lag.set(queue.len() as f64);
+                drop(queue);
+                let delivery = Delivery {
+                    subject: next.subject,
+                    payload: next.payload,
+                    seq: next.seq,
+                    acker: Box::new(NoopAcker),
+                };
+                Some((delivery, rx))
+            }
         })
         .boxed())
     }

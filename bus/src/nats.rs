@@ -407,6 +407,11 @@ impl Reader {
             match messages.next().await {
                 Some(Ok(message)) => {
                     self.failures = 0;
+                    if let Ok(info) = message.info() {
+                        // Messages the consumer has not handed out yet: its backlog.
+                        metrics::gauge!("switchyard_consumer_lag", "consumer" => self.name.clone())
+                            .set(info.pending as f64);
+                    }
                     if let Some(delivery) = to_delivery(message) {
                         return delivery;
                     }

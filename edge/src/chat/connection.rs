@@ -72,29 +72,33 @@ pub async fn run(chat: Arc<ChatEdge>, user: String, limiter: ConnectionLimiter, 
     let (mut sink, mut stream) = socket.split();
     // Set by the reader before it lets the writer finish: how the connection is closed.
     let close_code = Arc::new(AtomicU16::new(1000));
-    let writer = {
+    let mut writer = {
         let (kick, close_code) = (kick.clone(), close_code.clone());
         tokio::spawn(async move {
             let code = loop {
-                tokio::select! {
+                // Slow consumer or drain: close now, whatever is still queued — even while a
+                // send is stuck on a client that stopped reading.
+                let text = tokio::select! {
                     biased;
+                    _ = kick.cancelled() => break CLOSE_TRY_AGAIN,
                     next = rx.recv() => match next {
-                        Some(text) => {
-                            if sink.send(Message::Text(text)).await.is_err() {
-                                return;
-                            }
-                        }
+                        Some(text) => text,
                         None => break close_code.load(Ordering::SeqCst),
                     },
-                    // Slow consumer or drain: close now, whatever is still queued.
+                };
+                tokio::select! {
+                    biased;
                     _ = kick.cancelled() => break CLOSE_TRY_AGAIN,
+                    sent = sink.send(Message::Text(text)) => if sent.is_err() { return },
                 }
             };
             let frame = CloseFrame {
                 code,
                 reason: "".into(),
             };
-            let _ = sink.send(Message::Close(Some(frame))).await;
+            // A client that reads nothing would block the close too: give it a moment only.
+            let close = sink.send(Message::Close(Some(frame)));
+            let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
         })
     };
 
@@ -168,7 +172,12 @@ pub async fn run(chat: Arc<ChatEdge>, user: String, limiter: ConnectionLimiter, 
         let (chat, user) = (chat.clone(), user.clone());
         tokio::spawn(async move { chat.subscriptions.refresh_rooms_of(&chat, &user).await });
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
     if !client_left {
         // Closing handshake: read (and drop) what the client still sends until it answers our
         // close; closing with unread input would reset the TCP connection and lose the close.
