@@ -90,7 +90,9 @@ impl Edge {
         if let Some(dir) = &self.static_dir {
             app = static_files::serve(app, dir);
         }
+        // One span per HTTP request (method, path); Socket.IO polling requests included.
         app.layer(self.socket_io.clone())
+            .layer(tower_http::trace::TraceLayer::new_for_http())
     }
 
     /// Closes every client connection (each runs its disconnect path: leave toasts, presence).

@@ -138,7 +138,8 @@ async fn upgrade(
         .max_frame_size(hard_cap)
         .on_upgrade(move |socket| {
             let limiter = chat.limits.connection(ip);
-            connection::run(chat, user, limiter, socket)
+            let span = tracing::info_span!("chat_connection", %user, %ip);
+            tracing::Instrument::instrument(connection::run(chat, user, limiter, socket), span)
         })
 }
 

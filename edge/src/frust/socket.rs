@@ -17,6 +17,7 @@ use switchyard_schema::new_packet_id;
 use switchyard_schema::subjects::{IN_FRUST_CLICK, IN_FRUST_EVENT};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{encoded, FrustEdge};
 use crate::limits::{ConnectionLimiter, Verdict};
@@ -169,7 +170,8 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
         });
     }
     drop(tx);
-    tokio::spawn(run_session(edge.clone(), s, rx, gone));
+    let span = tracing::info_span!("frust_session", sid = %s.id, %ip);
+    tokio::spawn(run_session(edge.clone(), s, rx, gone).instrument(span));
 }
 
 /// Applies the rate limits to one packet: over them it is refused, and a socket that keeps
