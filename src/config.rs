@@ -149,6 +149,16 @@ pub struct Common {
     )]
     pub drain_timeout_secs: u64,
 
+    /// During a drain, keep answering HTTP (503 on /readyz and to new clients, /metrics) for at
+    /// least this long, so load balancers see the edge go unready before it disappears.
+    #[arg(
+        long,
+        env = "SWITCHYARD_DRAIN_NOTICE_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub drain_notice_ms: u64,
+
     /// Log format.
     #[arg(
         long,
@@ -198,6 +208,24 @@ pub struct Common {
         global = true
     )]
     pub chat_send_queue: usize,
+
+    /// Socket.IO: packets queued per socket before it is dropped as a slow consumer.
+    #[arg(
+        long,
+        env = "SWITCHYARD_SIO_SEND_QUEUE",
+        default_value_t = 256,
+        global = true
+    )]
+    pub sio_send_queue: usize,
+
+    /// Socket.IO heartbeat interval (ms); a client that stopped reading is closed within it.
+    #[arg(
+        long,
+        env = "SWITCHYARD_SIO_PING_INTERVAL_MS",
+        default_value_t = 25_000,
+        global = true
+    )]
+    pub sio_ping_interval_ms: u64,
 
     /// Packets per second one connection may send (sustained; a human clicks at most ~20/s).
     #[arg(

@@ -11,7 +11,7 @@ use switchyard_bus::{Bus, InProcessBus, NatsBus, NatsOptions};
 use switchyard_edge::chat::auth::ChatAuthConfig;
 use switchyard_edge::chat::ChatConfig;
 use switchyard_edge::limits::{LimitsConfig, Rate};
-use switchyard_edge::{Edge, EdgeConfig};
+use switchyard_edge::{Edge, EdgeConfig, SocketIoConfig};
 use switchyard_schema::Clock;
 use switchyard_workers::Worker;
 use tokio::task::JoinHandle;
@@ -180,6 +180,10 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
                     chat: chat_config(&common)?,
                     heartbeat: Duration::from_millis(common.heartbeat_ms.max(50)),
                     limits: limits_config(&common),
+                    socket_io: SocketIoConfig {
+                        send_queue: common.sio_send_queue.max(16),
+                        ping_interval: Duration::from_millis(common.sio_ping_interval_ms.max(100)),
+                    },
                 },
                 bus.clone(),
                 store.clone(),
@@ -213,16 +217,31 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     let drain = Duration::from_secs(common.drain_timeout_secs);
+    let drain_started = tokio::time::Instant::now();
+    let notice = Duration::from_millis(common.drain_notice_ms);
     tracing::info!(?drain, "draining");
     ready.set(false);
     let drained = tokio::time::timeout(drain, async {
-        // Stop accepting first, so closed clients cannot reconnect to this process.
-        stop_http.cancel();
+        // New sessions are refused from here on (503, so clients reconnect elsewhere) while
+        // /readyz and /metrics keep answering and polling clients fetch their close packet.
         if let Some(edge) = &edge {
             edge.close_connections().await;
+            let polls_done = async {
+                while edge.open_socket_io_sessions() > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            if tokio::time::timeout(HTTP_GRACE, polls_done).await.is_err() {
+                tracing::warn!(
+                    open = edge.open_socket_io_sessions(),
+                    "Socket.IO sessions still open after the grace period"
+                );
+            }
             tracing::info!("client connections closed");
         }
-        // In-flight requests (long-polls) get a moment to finish; then they are cut.
+        tokio::time::sleep_until(drain_started + notice).await;
+        stop_http.cancel();
+        // In-flight requests get a moment to finish; then they are cut.
         if tokio::time::timeout(HTTP_GRACE, server).await.is_err() {
             tracing::warn!("HTTP connections still open after the grace period; closing them");
         }

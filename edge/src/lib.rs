@@ -2,6 +2,7 @@
 //! delivers the fan-out to its local sockets and serves the REST API from the store.
 //! It keeps no state another edge would need.
 
+mod admission;
 pub mod chat;
 mod coalesce;
 mod dedup;
@@ -36,6 +37,16 @@ pub struct EdgeConfig {
     /// How often the edge tells the aggregator who is connected to it.
     pub heartbeat: std::time::Duration,
     pub limits: limits::LimitsConfig,
+    pub socket_io: SocketIoConfig,
+}
+
+/// Socket.IO transport settings.
+#[derive(Debug, Clone)]
+pub struct SocketIoConfig {
+    /// Packets queued per socket; a socket with a full queue is a slow consumer.
+    pub send_queue: usize,
+    /// Engine.IO heartbeat: also how soon a client that stopped reading is closed.
+    pub ping_interval: std::time::Duration,
 }
 
 /// A running edge: its HTTP routes and what must be stopped on shutdown.
@@ -46,6 +57,7 @@ pub struct Edge {
     frust: Arc<frust::FrustEdge>,
     chat: Arc<chat::ChatEdge>,
     tasks: Vec<JoinHandle<()>>,
+    admission: admission::Admission,
 }
 
 impl Edge {
@@ -80,6 +92,7 @@ impl Edge {
             frust,
             chat,
             tasks,
+            admission: Default::default(),
         })
     }
 
@@ -91,14 +104,27 @@ impl Edge {
             app = static_files::serve(app, dir);
         }
         // One span per HTTP request (method, path); Socket.IO polling requests included.
+        let admission = self.admission.clone();
         app.layer(self.socket_io.clone())
+            .layer(axum::middleware::from_fn(move |req, next| {
+                admission.clone().gate(req, next)
+            }))
             .layer(tower_http::trace::TraceLayer::new_for_http())
     }
 
-    /// Closes every client connection (each runs its disconnect path: leave toasts, presence).
+    /// Closes every client connection (each runs its disconnect path: leave toasts, presence)
+    /// and refuses new ones from now on.
     pub async fn close_connections(&self) {
+        self.admission.close();
         self.chat.close_all();
         self.frust.close().await;
+    }
+
+    /// Socket.IO sessions still open here (polling clients fetch their close packet late).
+    pub fn open_socket_io_sessions(&self) -> i64 {
+        self.frust
+            .local_sockets
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn stop_tasks(&self) {

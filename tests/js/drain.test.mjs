@@ -13,6 +13,26 @@ after(async () => {
   await closeAllChats();
 });
 
+/** Polls `route` until the listener goes away; returns every HTTP status seen, in order. */
+function watchStatus(server, route) {
+  let stop = false;
+  const seen = [];
+  const done = (async () => {
+    while (!stop) {
+      try {
+        const res = await fetch(`${server.url}${route}`, { signal: AbortSignal.timeout(500) });
+        await res.text();
+        if (seen.at(-1) !== res.status) seen.push(res.status);
+      } catch {
+        if (seen.length > 0) break; // listener closed: the drain is over
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return seen;
+  })();
+  return { seen, done, stop: () => { stop = true; } };
+}
+
 function emitWithAck(client, payload, ms = 8000) {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve('unknown'), ms);
@@ -28,7 +48,7 @@ test('SIGTERM with 300 Socket.IO and 20 chat clients drains them and loses nothi
   const server = await startServer({
     name: 'drain',
     clockStart: midHourClock(),
-    env: { SWITCHYARD_JWT_SECRET: SECRET, SWITCHYARD_DRAIN_TIMEOUT_SECS: '10' },
+    env: { SWITCHYARD_JWT_SECRET: SECRET, SWITCHYARD_DRAIN_TIMEOUT_SECS: '10', SWITCHYARD_DRAIN_NOTICE_MS: '1000' },
   });
   // What connectChat needs of a server (startChatServer would start `all` the same way).
   server.wsUrl = () => `${server.url.replace(/^http/, 'ws')}/chat`;
@@ -49,9 +69,19 @@ test('SIGTERM with 300 Socket.IO and 20 chat clients drains them and loses nothi
     });
     await eventually(() => assert.ok(outcomes.filter((o) => o === 'ok').length >= 100), { timeoutMs: 10_000, what: 'clicks flowing' });
 
+    const readyz = watchStatus(server, '/readyz');
+    await eventually(() => assert.deepEqual(readyz.seen, [200]), { what: 'ready before SIGTERM' });
     const started = Date.now();
-    await server.stop(); // asserts exit code 0 within 10 s of SIGTERM
+    const stopping = server.stop(); // asserts exit code 0 within 10 s of SIGTERM
+    // While it drains, a newcomer is refused (so it reconnects elsewhere) and /readyz says 503.
+    await eventually(() => assert.ok(readyz.seen.includes(503) || server.exit), { timeoutMs: 10_000, what: 'unready' });
+    const newcomer = await fetch(`${server.url}/api/socket.io/?EIO=4&transport=polling`).then((r) => r.status, () => 'closed');
+    await stopping;
     const took = Date.now() - started;
+    readyz.stop();
+    const readiness = await readyz.done;
+    assert.deepEqual(readiness, [200, 503], `readyz answered ${JSON.stringify(readiness)} across the drain`);
+    assert.ok(newcomer === 503 || newcomer === 'closed', `new Socket.IO handshake during drain: ${newcomer}`);
     await Promise.all(clickers);
     console.log(`drain: exited ${took} ms after SIGTERM; clicks ok ${outcomes.filter((o) => o === 'ok').length}, ` +
       `unknown ${outcomes.filter((o) => o === 'unknown').length}, failed ${outcomes.filter((o) => o === 'failed').length}`);

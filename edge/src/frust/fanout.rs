@@ -1,5 +1,5 @@
 //! Delivers everything published on `out.frust` to this edge's sockets. Each message is
-//! serialized once by Socket.IO for all recipients.
+//! serialized once for all recipients (see `broadcast`).
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use switchyard_schema::envelope::{self, FrustFanout, FrustOut};
 use switchyard_schema::subjects::OUT_FRUST;
 use tokio::task::JoinHandle;
 
-use super::FrustEdge;
+use super::{broadcast, FrustEdge};
 
 pub async fn spawn(edge: Arc<FrustEdge>) -> anyhow::Result<JoinHandle<()>> {
     let mut messages = edge.bus.subscribe(OUT_FRUST).await?;
@@ -25,7 +25,7 @@ pub async fn spawn(edge: Arc<FrustEdge>) -> anyhow::Result<JoinHandle<()>> {
                         }
                     }
                     for out in &fanout.outs {
-                        deliver(&edge, out).await;
+                        deliver(&edge, out);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "undecodable fan-out message dropped"),
@@ -34,29 +34,33 @@ pub async fn spawn(edge: Arc<FrustEdge>) -> anyhow::Result<JoinHandle<()>> {
     }))
 }
 
-async fn deliver(edge: &FrustEdge, out: &FrustOut) {
+fn deliver(edge: &FrustEdge, out: &FrustOut) {
     let started = std::time::Instant::now();
-    let result = emit(&edge.io, out).await;
+    let outcome = emit(&edge.io, out);
     metrics::histogram!("switchyard_fanout_seconds").record(started.elapsed());
     metrics::counter!("switchyard_packets_out_total", "api" => "frust", "type" => out.event_name())
-        .increment(edge.local_socket_count());
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "some sockets could not take a broadcast");
-        metrics::counter!("switchyard_fanout_errors_total", "api" => "frust").increment(1);
+        .increment(outcome.delivered);
+    if outcome.full > 0 {
+        metrics::counter!("switchyard_fanout_errors_total", "api" => "frust")
+            .increment(outcome.full);
+    }
+    if outcome.newly_slow > 0 {
+        tracing::info!(
+            sockets = outcome.newly_slow,
+            "disconnecting slow Socket.IO consumers"
+        );
+        metrics::counter!("switchyard_slow_consumer_disconnects_total", "api" => "frust")
+            .increment(outcome.newly_slow);
     }
 }
 
-async fn emit(io: &SocketIo, out: &FrustOut) -> Result<(), socketioxide::BroadcastError> {
-    // After a drain closed the namespace there is nobody left to tell.
-    let Some(io) = io.of("/") else {
-        return Ok(());
-    };
+fn emit(io: &SocketIo, out: &FrustOut) -> broadcast::Outcome {
     let name = out.event_name();
     match out {
-        FrustOut::Click(c) => io.emit(name, c).await,
-        FrustOut::Event(e) => io.emit(name, e).await,
-        FrustOut::Stats(s) => io.emit(name, s).await,
-        FrustOut::Status(s) => io.emit(name, s).await,
-        FrustOut::Message(m) => io.emit(name, m).await,
+        FrustOut::Click(c) => broadcast::to_all(io, name, c),
+        FrustOut::Event(e) => broadcast::to_all(io, name, e),
+        FrustOut::Stats(s) => broadcast::to_all(io, name, s),
+        FrustOut::Status(s) => broadcast::to_all(io, name, s),
+        FrustOut::Message(m) => broadcast::to_all(io, name, m),
     }
 }

@@ -1,10 +1,11 @@
 //! The Frust click-counter API: Socket.IO at `/api/socket.io` and REST under `/api`.
 
+pub mod broadcast;
 mod fanout;
 mod rest;
 mod socket;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use axum::Router;
@@ -42,6 +43,8 @@ pub struct FrustEdge {
     pub recent: crate::dedup::RecentIds,
     /// This edge's sessions and their names, for presence heartbeats.
     pub sessions: parking_lot::Mutex<std::collections::HashMap<String, Option<String>>>,
+    /// Cancelled by a drain: every session applies what it received and says goodbye.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 pub async fn start(
@@ -50,7 +53,11 @@ pub async fn start(
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<(Arc<FrustEdge>, Router, SocketIoLayer, Vec<JoinHandle<()>>)> {
-    let (layer, io) = SocketIo::builder().req_path(SOCKET_IO_PATH).build_layer();
+    let (layer, io) = SocketIo::builder()
+        .req_path(SOCKET_IO_PATH)
+        .max_buffer_size(config.socket_io.send_queue)
+        .ping_interval(config.socket_io.ping_interval)
+        .build_layer();
     let edge = Arc::new(FrustEdge {
         bus,
         store,
@@ -64,6 +71,7 @@ pub async fn start(
         recent: crate::dedup::RecentIds::new(crate::DEDUP_WINDOW),
         limits,
         rest_cache: Default::default(),
+        closing: Default::default(),
     });
     socket::register(&edge);
     let fanout = fanout::spawn(edge.clone()).await?;
@@ -73,7 +81,9 @@ pub async fn start(
 
 impl FrustEdge {
     pub async fn close(&self) {
+        // Closing the transports makes clients reconnect (elsewhere: admission is closed).
         self.io.close().await;
+        self.closing.cancel();
     }
 
     /// Stats as of now, from the aggregator's stored counters.
@@ -120,10 +130,6 @@ impl FrustEdge {
             edge: self.edge_id.clone(),
             sessions,
         }
-    }
-
-    fn local_socket_count(&self) -> u64 {
-        self.local_sockets.load(Ordering::Relaxed).max(0) as u64
     }
 }
 

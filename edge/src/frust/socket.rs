@@ -131,7 +131,9 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
     let ip = client_ip(&edge.limits, &s);
     let limiter = Arc::new(edge.limits.connection(ip));
     let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-    let gone = CancellationToken::new();
+    // A child of the edge's token: a drain ends every session even though closing the server
+    // does not run socketioxide's disconnect handlers.
+    let gone = edge.closing.child_token();
     for (event, kind) in [
         ("auth", Kind::Auth),
         ("click", Kind::Click),
