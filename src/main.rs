@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
             Command::Worker => roles::run(common, Roles::WORKER).await,
             Command::Aggregator => roles::run(common, Roles::AGGREGATOR).await,
             Command::Migrate => {
-                switchyard_store::open(&common.store)?;
+                switchyard_store::migrate(&common.store).await?;
                 tracing::info!(store = %common.store, "schema is up to date");
                 Ok(())
             }

@@ -145,6 +145,7 @@ fn limits_config(common: &Common) -> LimitsConfig {
 pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     let metrics = ops::install_metrics()?;
     let store = switchyard_store::open(&common.store)
+        .await
         .with_context(|| format!("opening store {}", common.store))?;
     let bus = connect_bus(&common, roles).await?;
     let clock = clock(&common);

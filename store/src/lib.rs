@@ -1,22 +1,38 @@
 //! The store port: everything the roles persist or read, and its adapters. Writes are idempotent
 //! on packet ids; counters are absolute values saved with the stream sequence they include.
 
+mod instrumented;
+pub mod scylla;
 pub mod sqlite;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
+pub use self::scylla::ScyllaStore;
+pub use instrumented::Instrumented;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A ScyllaDB request failed; `op` names what the store was doing.
+    #[error("scylla ({op}): {source}")]
+    Scylla {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The keyspace was migrated by an older build (or not at all).
+    #[error("schema version {found}, this build needs {needed}: run `switchyard migrate`")]
+    SchemaTooOld { found: u32, needed: u32 },
     #[error("store is shutting down")]
     Closed,
     #[error("bad store url `{0}`: {1}")]
-    BadUrl(String, &'static str),
+    BadUrl(String, String),
     #[error("store i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -62,7 +78,8 @@ pub struct CounterUpdate {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Persists a click; `false` when a click with this id was already stored.
+    /// Persists a click; `false` when a click with this id was already stored. (Two concurrent
+    /// inserts of one id may both say `true` on ScyllaDB; the click is stored once either way.)
     async fn insert_click(&self, click: &StoredClick) -> StoreResult<bool>;
     async fn insert_event(&self, event: &StoredEvent) -> StoreResult<bool>;
     /// Clicks with `timestamp >= since`, newest first, at most `limit`.
@@ -100,16 +117,55 @@ pub struct StoredChatMessage {
     pub sent_at_ms: i64,
 }
 
-/// Opens the store a URL names: `sqlite:///abs/path.db` (ScyllaDB comes with its own adapter).
-pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        if path.is_empty() {
-            return Err(StoreError::BadUrl(url.into(), "missing file path"));
+/// Opens the store a URL names, wrapped in [`Instrumented`] (latency and errors per operation):
+/// - `sqlite:///abs/path.sqlite` (or a relative path): creates the file and schema if missing;
+/// - `scylla://host:9042,host:9042/keyspace[?options]` (see [`scylla::ScyllaUrl`]): refuses a
+///   keyspace whose schema is older than this build ([`StoreError::SchemaTooOld`]).
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    match Target::parse(url)? {
+        Target::Sqlite(path) => {
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await
+                .map_err(|_| StoreError::Closed)??;
+            Ok(Arc::new(Instrumented::new(store)))
         }
-        return Ok(std::sync::Arc::new(SqliteStore::open(path)?));
+        Target::Scylla(url) => Ok(Arc::new(Instrumented::new(ScyllaStore::open(&url).await?))),
     }
-    Err(StoreError::BadUrl(
-        url.into(),
-        "supported scheme: sqlite://",
-    ))
+}
+
+/// Creates or upgrades the schema a URL names (`switchyard migrate`). SQLite applies its
+/// idempotent schema; ScyllaDB creates the keyspace if missing and applies the numbered CQL
+/// migrations it has not applied yet, recording each version.
+pub async fn migrate(url: &str) -> StoreResult<()> {
+    match Target::parse(url)? {
+        Target::Sqlite(path) => {
+            tokio::task::spawn_blocking(move || SqliteStore::open(&path).map(drop))
+                .await
+                .map_err(|_| StoreError::Closed)?
+        }
+        Target::Scylla(url) => self::scylla::migrate(&url).await,
+    }
+}
+
+enum Target {
+    Sqlite(String),
+    Scylla(self::scylla::ScyllaUrl),
+}
+
+impl Target {
+    fn parse(url: &str) -> StoreResult<Self> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::BadUrl(url.into(), "missing file path".into()));
+            }
+            return Ok(Target::Sqlite(path.to_owned()));
+        }
+        if url.starts_with("scylla://") {
+            return Ok(Target::Scylla(self::scylla::ScyllaUrl::parse(url)?));
+        }
+        Err(StoreError::BadUrl(
+            url.into(),
+            "supported schemes: sqlite://, scylla://".into(),
+        ))
+    }
 }

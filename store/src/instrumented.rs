@@ -1,0 +1,113 @@
+//! Store metrics in one place, for every adapter: a decorator that times each operation
+//! (`switchyard_store_op_duration_seconds{op}`) and counts its failures
+//! (`switchyard_store_errors_total{op}`, the name the alert rules already watch).
+
+use std::future::Future;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
+use switchyard_schema::frust::{Click, Event, UserRow};
+
+use crate::{
+    CounterUpdate, HourCount, Store, StoreResult, StoredChatMessage, StoredClick, StoredEvent,
+    Totals,
+};
+
+/// Wraps an adapter; `open` returns every store wrapped in one.
+pub struct Instrumented<S> {
+    inner: S,
+}
+
+impl<S: Store> Instrumented<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+}
+
+async fn timed<T>(op: &'static str, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    let started = Instant::now();
+    let result = call.await;
+    metrics::histogram!("switchyard_store_op_duration_seconds", "op" => op)
+        .record(started.elapsed());
+    if let Err(e) = &result {
+        metrics::counter!("switchyard_store_errors_total", "op" => op).increment(1);
+        tracing::debug!(op, error = %e, "store operation failed");
+    }
+    result
+}
+
+#[async_trait]
+impl<S: Store> Store for Instrumented<S> {
+    async fn insert_click(&self, click: &StoredClick) -> StoreResult<bool> {
+        timed("insert_click", self.inner.insert_click(click)).await
+    }
+
+    async fn insert_event(&self, event: &StoredEvent) -> StoreResult<bool> {
+        timed("insert_event", self.inner.insert_event(event)).await
+    }
+
+    async fn clicks_since(&self, since: i64, limit: u32) -> StoreResult<Vec<Click>> {
+        timed("clicks_since", self.inner.clicks_since(since, limit)).await
+    }
+
+    async fn events_since(&self, since: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        timed("events_since", self.inner.events_since(since, limit)).await
+    }
+
+    async fn totals(&self) -> StoreResult<Totals> {
+        timed("totals", self.inner.totals()).await
+    }
+
+    async fn hours_since(&self, since: i64) -> StoreResult<Vec<HourCount>> {
+        timed("hours_since", self.inner.hours_since(since)).await
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserRow>> {
+        timed("users", self.inner.users()).await
+    }
+
+    async fn save_counters(&self, update: &CounterUpdate) -> StoreResult<()> {
+        timed("save_counters", self.inner.save_counters(update)).await
+    }
+
+    async fn rebuild_counters(&self) -> StoreResult<()> {
+        timed("rebuild_counters", self.inner.rebuild_counters()).await
+    }
+
+    async fn create_room(&self, room: &Room) -> StoreResult<()> {
+        timed("create_room", self.inner.create_room(room)).await
+    }
+
+    async fn room(&self, room_id: &str) -> StoreResult<Option<Room>> {
+        timed("room", self.inner.room(room_id)).await
+    }
+
+    async fn rooms_of(&self, user_id: &str) -> StoreResult<Vec<Room>> {
+        timed("rooms_of", self.inner.rooms_of(user_id)).await
+    }
+
+    async fn add_member(&self, room_id: &str, user_id: &str) -> StoreResult<()> {
+        timed("add_member", self.inner.add_member(room_id, user_id)).await
+    }
+
+    async fn remove_member(&self, room_id: &str, user_id: &str) -> StoreResult<()> {
+        timed("remove_member", self.inner.remove_member(room_id, user_id)).await
+    }
+
+    async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<bool> {
+        timed(
+            "insert_chat_message",
+            self.inner.insert_chat_message(message),
+        )
+        .await
+    }
+
+    async fn chat_history(&self, query: &HistoryQuery) -> StoreResult<Vec<ChatMessage>> {
+        timed("chat_history", self.inner.chat_history(query)).await
+    }
+
+    async fn room_message_count(&self, room_id: &str) -> StoreResult<u64> {
+        timed("room_message_count", self.inner.room_message_count(room_id)).await
+    }
+}

@@ -1,0 +1,277 @@
+//! Every statement the adapter runs, prepared once at open. Prepared statements carry their
+//! partition key positions, which is what lets the driver route each request to a replica
+//! (and the right shard) of its partition.
+
+use ::scylla::client::session::Session;
+use ::scylla::statement::prepared::PreparedStatement;
+
+use super::exec::error;
+use crate::StoreResult;
+
+/// A time series of Frust rows (clicks or events): same shape, different tables.
+pub struct Series {
+    /// `frust_days.kind`.
+    pub kind: &'static str,
+    pub exists: PreparedStatement,
+    pub insert: PreparedStatement,
+    /// Newest first within one (day, shard), `timestamp >= ?`, `LIMIT ?`.
+    pub read: PreparedStatement,
+    /// `user, timestamp` of every row of one (day, shard), for recounts.
+    pub scan: PreparedStatement,
+}
+
+pub struct Statements {
+    pub clicks: Series,
+    pub events: Series,
+    pub day_insert: PreparedStatement,
+    pub days_since: PreparedStatement,
+
+    pub checkpoint_read: PreparedStatement,
+    pub checkpoint_save: PreparedStatement,
+    pub checkpoint_reset: PreparedStatement,
+    pub hour_upsert: PreparedStatement,
+    pub hour_delete: PreparedStatement,
+    pub hours_read: PreparedStatement,
+    pub user_upsert: PreparedStatement,
+    pub user_delete: PreparedStatement,
+    pub users_read: PreparedStatement,
+
+    pub room_insert: PreparedStatement,
+    pub room_read: PreparedStatement,
+    pub member_insert: PreparedStatement,
+    pub member_delete: PreparedStatement,
+    pub user_room_insert: PreparedStatement,
+    pub user_room_delete: PreparedStatement,
+    pub user_rooms_read: PreparedStatement,
+
+    pub message_id_claim: PreparedStatement,
+    pub message_id_read: PreparedStatement,
+    pub message_insert: PreparedStatement,
+    pub message_exists: PreparedStatement,
+    pub room_state_read: PreparedStatement,
+    pub room_state_write: PreparedStatement,
+    pub room_buckets_read: PreparedStatement,
+    pub history_desc: PreparedStatement,
+    pub history_asc: PreparedStatement,
+}
+
+/// Whether re-sending a statement whose outcome is unknown is safe. Plain inserts, deletes and
+/// reads are: they write absolute values under a fixed key. Conditional writes are not: a retry
+/// of one that did apply reports "not applied".
+#[derive(Clone, Copy, PartialEq)]
+enum Retry {
+    Idempotent,
+    Conditional,
+}
+
+struct Preparer<'a> {
+    session: &'a Session,
+    page_size: i32,
+}
+
+impl Preparer<'_> {
+    async fn prepare(&self, cql: &'static str, retry: Retry) -> StoreResult<PreparedStatement> {
+        let mut statement = self
+            .session
+            .prepare(cql)
+            .await
+            .map_err(|e| error("prepare", e))?;
+        statement.set_is_idempotent(retry == Retry::Idempotent);
+        statement.set_page_size(self.page_size);
+        Ok(statement)
+    }
+
+    async fn idem(&self, cql: &'static str) -> StoreResult<PreparedStatement> {
+        self.prepare(cql, Retry::Idempotent).await
+    }
+}
+
+impl Statements {
+    pub async fn prepare(session: &Session, page_size: i32) -> StoreResult<Self> {
+        let p = Preparer { session, page_size };
+        Ok(Self {
+            clicks: Series {
+                kind: "click",
+                exists: p
+                    .idem(
+                        "SELECT id FROM frust_clicks \
+                         WHERE day = ? AND shard = ? AND timestamp = ? AND id = ?",
+                    )
+                    .await?,
+                insert: p
+                    .idem(
+                        "INSERT INTO frust_clicks \
+                         (day, shard, timestamp, id, user, comment, style) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .await?,
+                read: p
+                    .idem(
+                        "SELECT user, comment, style, timestamp, id FROM frust_clicks \
+                         WHERE day = ? AND shard = ? AND timestamp >= ? LIMIT ?",
+                    )
+                    .await?,
+                scan: p
+                    .idem("SELECT user, timestamp FROM frust_clicks WHERE day = ? AND shard = ?")
+                    .await?,
+            },
+            events: Series {
+                kind: "event",
+                exists: p
+                    .idem(
+                        "SELECT id FROM frust_events \
+                         WHERE day = ? AND shard = ? AND timestamp = ? AND id = ?",
+                    )
+                    .await?,
+                insert: p
+                    .idem(
+                        "INSERT INTO frust_events (day, shard, timestamp, id, user, name) \
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    )
+                    .await?,
+                read: p
+                    .idem(
+                        "SELECT user, name, timestamp, id FROM frust_events \
+                         WHERE day = ? AND shard = ? AND timestamp >= ? LIMIT ?",
+                    )
+                    .await?,
+                scan: p
+                    .idem("SELECT user, timestamp FROM frust_events WHERE day = ? AND shard = ?")
+                    .await?,
+            },
+            day_insert: p
+                .idem("INSERT INTO frust_days (kind, day) VALUES (?, ?)")
+                .await?,
+            days_since: p
+                .idem("SELECT day FROM frust_days WHERE kind = ? AND day >= ?")
+                .await?,
+
+            checkpoint_read: p
+                .idem(
+                    "SELECT applied_seq, click_total, event_total, hour_periods \
+                     FROM aggregator_checkpoint WHERE id = 1",
+                )
+                .await?,
+            // Adding to a set is idempotent: re-adding a period changes nothing.
+            checkpoint_save: p
+                .idem(
+                    "UPDATE aggregator_checkpoint SET applied_seq = ?, click_total = ?, \
+                     event_total = ?, hour_periods = hour_periods + ? WHERE id = 1",
+                )
+                .await?,
+            checkpoint_reset: p
+                .idem(
+                    "UPDATE aggregator_checkpoint SET applied_seq = ?, click_total = ?, \
+                     event_total = ?, hour_periods = ? WHERE id = 1",
+                )
+                .await?,
+            hour_upsert: p
+                .idem(
+                    "INSERT INTO frust_hours \
+                     (period, hour, click_count, event_count, applied_seq) \
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .await?,
+            hour_delete: p
+                .idem("DELETE FROM frust_hours WHERE period = ? AND hour = ?")
+                .await?,
+            hours_read: p
+                .idem(
+                    "SELECT hour, click_count, event_count FROM frust_hours \
+                     WHERE period = ? AND hour >= ?",
+                )
+                .await?,
+            user_upsert: p
+                .idem(
+                    "INSERT INTO frust_users \
+                     (bucket, name, click_count, event_count, applied_seq) \
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .await?,
+            user_delete: p
+                .idem("DELETE FROM frust_users WHERE bucket = ? AND name = ?")
+                .await?,
+            users_read: p
+                .idem("SELECT name, click_count, event_count FROM frust_users WHERE bucket = ?")
+                .await?,
+
+            room_insert: p
+                .idem("INSERT INTO chat_rooms (room_id, name, created_ms) VALUES (?, ?, ?)")
+                .await?,
+            room_read: p
+                .idem("SELECT name, created_ms, user_id FROM chat_rooms WHERE room_id = ?")
+                .await?,
+            member_insert: p
+                .idem("INSERT INTO chat_rooms (room_id, user_id) VALUES (?, ?)")
+                .await?,
+            member_delete: p
+                .idem("DELETE FROM chat_rooms WHERE room_id = ? AND user_id = ?")
+                .await?,
+            user_room_insert: p
+                .idem("INSERT INTO chat_user_rooms (user_id, room_id) VALUES (?, ?)")
+                .await?,
+            user_room_delete: p
+                .idem("DELETE FROM chat_user_rooms WHERE user_id = ? AND room_id = ?")
+                .await?,
+            user_rooms_read: p
+                .idem("SELECT room_id FROM chat_user_rooms WHERE user_id = ?")
+                .await?,
+
+            message_id_claim: p
+                .prepare(
+                    "INSERT INTO chat_message_ids (message_id, room_id, position) \
+                     VALUES (?, ?, ?) IF NOT EXISTS",
+                    Retry::Conditional,
+                )
+                .await?,
+            message_id_read: p
+                .idem("SELECT room_id, position FROM chat_message_ids WHERE message_id = ?")
+                .await?,
+            message_insert: p
+                .idem(
+                    "INSERT INTO chat_messages (room_id, bucket, position, message_id, \
+                     sender_id, message, timestamp, sent_at_ms) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .await?,
+            message_exists: p
+                .idem(
+                    "SELECT message_id FROM chat_messages WHERE room_id = ? AND bucket = ? \
+                     AND position = ? AND message_id = ?",
+                )
+                .await?,
+            room_state_read: p
+                .idem(
+                    "SELECT last_position, message_count FROM chat_room_buckets \
+                     WHERE room_id = ? LIMIT 1",
+                )
+                .await?,
+            // Written with the position as its timestamp: of two writers racing (a redelivery
+            // overtaken by the next message), the state of the later position wins.
+            room_state_write: p
+                .idem(
+                    "INSERT INTO chat_room_buckets \
+                     (room_id, bucket, last_position, message_count) VALUES (?, ?, ?, ?) \
+                     USING TIMESTAMP ?",
+                )
+                .await?,
+            room_buckets_read: p
+                .idem("SELECT bucket FROM chat_room_buckets WHERE room_id = ?")
+                .await?,
+            history_desc: p
+                .idem(
+                    "SELECT message_id, sender_id, message, timestamp FROM chat_messages \
+                     WHERE room_id = ? AND bucket = ? AND (position, message_id) < (?, ?) \
+                     LIMIT ?",
+                )
+                .await?,
+            history_asc: p
+                .idem(
+                    "SELECT message_id, sender_id, message, timestamp FROM chat_messages \
+                     WHERE room_id = ? AND bucket = ? AND (position, message_id) > (?, ?) \
+                     ORDER BY position ASC, message_id ASC LIMIT ?",
+                )
+                .await?,
+        })
+    }
+}
