@@ -39,6 +39,9 @@ pub enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: u64,
     },
+    /// Load generator: real clients against running edges; latency, throughput, errors.
+    /// `switchyard bench merge a.json b.json` merges several processes' results.
+    Bench(Box<switchyard_loadgen::BenchArgs>),
 }
 
 /// `90`, `90s`, `15m`, `1h`, `7d` → seconds.

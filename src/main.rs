@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
+            Command::Bench(args) => switchyard_loadgen::run(*args, common.jwt_secret).await,
         }
     })
 }
