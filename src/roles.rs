@@ -199,9 +199,7 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     if let Some(edge) = &edge {
         app = edge.app(app);
     }
-    let listener = tokio::net::TcpListener::bind(common.listen)
-        .await
-        .with_context(|| format!("binding {}", common.listen))?;
+    let listener = listen(common.listen).with_context(|| format!("binding {}", common.listen))?;
     tracing::info!(listen = %common.listen, store = %common.store, ?roles,
         bus = if common.nats.is_some() { "nats" } else { "in-process" }, "switchyard running");
     ready.set(true);
@@ -209,7 +207,10 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     let stop_http = CancellationToken::new();
     let server = tokio::spawn(
         axum::serve(
-            listener,
+            // Small realtime frames must not wait for Nagle's algorithm.
+            axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(stop_http.clone().cancelled_owned())
@@ -271,6 +272,19 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds with a deep accept queue: connect storms (a deploy, a reconnect wave) otherwise overflow
+/// the default backlog and clients wait a SYN retransmit (1 s) to get in.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    const BACKLOG: u32 = 4096; // the kernel caps it at net.core.somaxconn
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 async fn shutdown_signal() {

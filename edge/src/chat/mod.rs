@@ -136,12 +136,18 @@ async fn upgrade(
     };
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
+        // Chat packets are small: axum's 128 KiB default read buffer per connection is what an
+        // idle connection would cost most (it grows when a large frame arrives).
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| {
             let limiter = chat.limits.connection(ip);
             let span = tracing::info_span!("chat_connection", %user, %ip);
             tracing::Instrument::instrument(connection::run(chat, user, limiter, socket), span)
         })
 }
+
+/// Initial websocket read buffer per chat connection.
+const READ_BUFFER: usize = 4096;
 
 impl ChatEdge {
     pub fn heartbeat(&self) -> ChatPresence {
