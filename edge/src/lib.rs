@@ -10,6 +10,9 @@ pub(crate) mod frust;
 pub mod limits;
 mod static_files;
 
+/// Per-socket fan-out of Frust events (public for the `fanout` benchmark).
+pub use frust::broadcast;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
