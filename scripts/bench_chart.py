@@ -86,7 +86,9 @@ def load_series(results: Path) -> list[dict]:
         for f in sdir.iterdir():
             m = RATE_FILE.match(f.name)
             if m:
-                runs.append((float(m.group(1)), json.loads(f.read_text())))
+                run = json.loads(f.read_text())
+                run["_cpu"] = read_cpu(f.with_suffix(".cpu"))
+                runs.append((float(m.group(1)), run))
         if not runs:
             continue
         runs.sort(key=lambda x: x[0])
@@ -124,6 +126,37 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
+def read_cpu(path: Path) -> dict | None:
+    """A run's CPU shares from bench.sh's <name>.cpu (1.0 = one whole CPU over the run):
+    {"servers": Σ of the processes it started, "bench": the load generator, "other": the rest}."""
+    if not path.exists():
+        return None
+    out = {"servers": 0.0, "bench": None, "other": None}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) != 4 or line.startswith("#") or parts[0] == "process":
+            continue
+        try:
+            share = float(parts[3])
+        except ValueError:
+            continue
+        if parts[0] in ("bench", "other"):
+            out[parts[0]] = share
+        else:
+            out["servers"] += share
+    return out
+
+
+def cpu_text(cpu: dict | None) -> str:
+    if not cpu:
+        return "?"
+    def f(v):
+        # `other` can come out a little below 0: tick rounding between /proc/stat and GNU time.
+        return "?" if v is None else f"{max(v, 0.0):.2f}"
+
+    return f"{cpu['servers']:.2f} / {f(cpu['bench'])} / {f(cpu['other'])}"
+
+
 def load_idle(results: Path) -> list[tuple[str, dict]]:
     """Idle-connection runs (params.idle), in any series directory."""
     out = []
@@ -133,6 +166,7 @@ def load_idle(results: Path) -> list[tuple[str, dict]]:
         except (OSError, ValueError):
             continue
         if r.get("params", {}).get("idle"):
+            r["_cpu"] = read_cpu(f.with_suffix(".cpu"))
             out.append((f.stem, r))
 
     def key(item):
@@ -159,8 +193,9 @@ def series_table(s: dict) -> str:
     lines = [
         f"#### {s['title']} ({s['detail']}; p99 target {s['limit']:g} ms)",
         "",
-        f"| rate ({unit}) | sent/s | deliveries/s | delivered | p50 ms | p99 ms | p999 ms | max ms | result |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| rate ({unit}) | sent/s | deliveries/s | delivered | p50 ms | p99 ms | p999 ms | max ms "
+        "| CPUs: servers / bench / other | result |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for rate, r in s["runs"]:
         ok, why = verdict(r, s["limit"])
@@ -168,9 +203,15 @@ def series_table(s: dict) -> str:
         sent_s = r["sends"]["sent"] / r["params"]["duration_s"] if r["params"]["duration_s"] else 0.0
         lines.append(
             f"| {rate:g} | {num(sent_s)} | {num(d['per_s'])} | {share_text(d)} | {ms(lat['p50_ms'])} | "
-            f"{ms(lat['p99_ms'])} | {ms(lat['p999_ms'])} | {ms(lat['max_ms'])} | "
+            f"{ms(lat['p99_ms'])} | {ms(lat['p999_ms'])} | {ms(lat['max_ms'])} | {cpu_text(r.get('_cpu'))} | "
             f"{'pass' if ok else why.removeprefix('FAIL: ')} |"
         )
+    lines.append("")
+    lines.append(
+        "CPUs: average CPUs busy over the whole run (connect, send, settle) for the server processes, the "
+        "load generator, and everything else on the machine (1.00 = one whole CPU); a high `other` means "
+        "the run was disturbed."
+    )
     lines.append("")
     best = s["best"]
     if best is None:
@@ -193,8 +234,8 @@ def idle_table(runs: list[tuple[str, dict]]) -> str:
         "#### Idle connections (a fresh embedded server per row)",
         "",
         "| run | API | connections | connected | all connected in | connect p50 | connect p99 | connect max "
-        "| server RSS before | server RSS connected | bytes/connection | errors |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| server RSS before | server RSS connected | bytes/connection | CPUs: server / bench / other | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, r in runs:
         p, c, m, e = r["params"], r["connect"], r["memory"], r["errors"]
@@ -207,7 +248,8 @@ def idle_table(runs: list[tuple[str, dict]]) -> str:
         lines.append(
             f"| {name} | {api} | {c['attempted']:,} | {c['connected']:,} | {c['total_ms'] / 1000:.2f} s | "
             f"{ms(c['p50_ms'])} ms | {ms(c['p99_ms'])} ms | {ms(c['max_ms'])} ms | {mib(m.get('server_rss_before'))} | "
-            f"{mib(m.get('server_rss_connected'))} | {'?' if per is None else f'{per:,.0f} B'} | {errs} |"
+            f"{mib(m.get('server_rss_connected'))} | {'?' if per is None else f'{per:,.0f} B'} | "
+            f"{cpu_text(r.get('_cpu'))} | {errs} |"
         )
     return "\n".join(lines)
 
