@@ -1,12 +1,17 @@
 //! Getting a websocket up: targets, an optional local source address, the upgrade with small
-//! buffers, and connection errors sorted into kinds for the report.
+//! buffers, and connection errors sorted into kinds for the report. Then reading it: the next
+//! text frame, during the handshake or the run.
 
 use std::net::{IpAddr, SocketAddr};
 
+use futures::StreamExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::stats::Tally;
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -170,6 +175,44 @@ fn bind_without_port(socket: &TcpSocket, ip: IpAddr) -> std::io::Result<()> {
     socket.bind(SocketAddr::new(ip, 0))
 }
 
+/// The next text frame while connecting; other frames are skipped, and a close or an error
+/// fails the connection.
+pub async fn next_handshake_text(ws: &mut Ws) -> Result<Utf8Bytes, ConnectError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(text),
+            Some(Ok(Message::Close(_))) | None => return Err(ConnectError::Closed),
+            Some(Err(e)) => return Err(ConnectError::from_ws(&e)),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// The next text frame of a running connection; other frames are skipped. `None` once `stop`
+/// is cancelled, or once the connection is gone (closed, failed or ended), which the tally
+/// counts as a disconnect. `stop` is checked before every frame so that the end of the run
+/// wins over a busy socket. Cancel-safe: nothing is held between frames.
+pub async fn next_text(
+    ws: &mut Ws,
+    tally: &mut Tally,
+    stop: &CancellationToken,
+) -> Option<Utf8Bytes> {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return None,
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(text))) => return Some(text),
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    tally.disconnected = true;
+                    return None;
+                }
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +228,65 @@ mod tests {
         assert_eq!(t.addr.port(), 80);
         assert!(Target::resolve("https://127.0.0.1:1").await.is_err());
         assert!(Target::resolve("http://127.0.0.1:1/api").await.is_err());
+    }
+
+    /// A local server that sends `frames` on accept, then waits for the client to go.
+    async fn serving(frames: Vec<Message>) -> Ws {
+        use futures::SinkExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target::resolve(&listener.local_addr().unwrap().to_string())
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            for frame in frames {
+                ws.send(frame).await.unwrap();
+            }
+            while ws.next().await.is_some() {}
+        });
+        open(&target, None, "/").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn next_text_skips_other_frames_and_counts_a_close() {
+        let mut ws = serving(vec![
+            Message::Ping(vec![1].into()),
+            Message::Binary(vec![2].into()),
+            Message::text("a"),
+            Message::Close(None),
+        ])
+        .await;
+        let (mut tally, stop) = (Tally::default(), CancellationToken::new());
+        let text = next_text(&mut ws, &mut tally, &stop).await;
+        assert_eq!(text.as_deref(), Some("a"));
+        assert!(!tally.disconnected);
+        assert_eq!(next_text(&mut ws, &mut tally, &stop).await, None);
+        assert!(tally.disconnected);
+    }
+
+    #[tokio::test]
+    async fn next_text_ends_on_stop_without_a_disconnect() {
+        let mut ws = serving(vec![Message::text("a")]).await;
+        let (mut tally, stop) = (Tally::default(), CancellationToken::new());
+        stop.cancel();
+        assert_eq!(next_text(&mut ws, &mut tally, &stop).await, None);
+        assert!(!tally.disconnected, "a stop is not a disconnect");
+    }
+
+    #[tokio::test]
+    async fn handshake_text_fails_on_close() {
+        let mut ws = serving(vec![
+            Message::Pong(vec![].into()),
+            Message::text("a"),
+            Message::Close(None),
+        ])
+        .await;
+        assert_eq!(next_handshake_text(&mut ws).await.unwrap().as_str(), "a");
+        assert!(matches!(
+            next_handshake_text(&mut ws).await,
+            Err(ConnectError::Closed)
+        ));
     }
 
     #[test]

@@ -12,11 +12,11 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::args::Protocol;
-use crate::net::{ConnectError, Ws};
+use crate::net::{next_handshake_text, ConnectError, Ws};
 
 /// The websocket path and query for a protocol version.
 pub fn path(protocol: Protocol) -> &'static str {
@@ -152,17 +152,7 @@ pub struct Session {
 pub async fn handshake(mut ws: Ws, protocol: Protocol) -> Result<Session, ConnectError> {
     let mut ping_every = None;
     loop {
-        let msg = match ws.next().await {
-            Some(Ok(msg)) => msg,
-            Some(Err(e)) => return Err(ConnectError::from_ws(&e)),
-            None => return Err(ConnectError::Closed),
-        };
-        let Message::Text(text) = msg else {
-            if let Message::Close(_) = msg {
-                return Err(ConnectError::Closed);
-            }
-            continue;
-        };
+        let text = next_handshake_text(&mut ws).await?;
         match decode(&text) {
             Frame::Open(json) => {
                 if protocol == Protocol::V3 {

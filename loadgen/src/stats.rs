@@ -191,7 +191,6 @@ pub fn single_report(
         by_run.insert(run_id.clone(), own);
     }
     errors.unacked = unacked;
-    errors.recount();
     let connected = tallies.iter().filter(|t| t.connected).count() as u64;
     let process = Process {
         run_id,
@@ -209,17 +208,62 @@ pub fn single_report(
         stop_us: phases.stop_us,
         last_receipt_us,
     };
-    let rejected = errors.rejected_sends.values().sum();
+    let counts = Counts {
+        attempted: tallies.len() as u64,
+        connected,
+        sent,
+        accepted,
+        rejected: errors.rejected_sends.values().sum(),
+        unacked,
+        by_run,
+        errors,
+    };
+    settled_report(
+        params,
+        vec![process],
+        counts,
+        connect_hist,
+        latency_hist,
+        memory,
+        Vec::new(),
+    )
+}
+
+/// What a report adds up, from connection tallies or from other reports.
+struct Counts {
+    attempted: u64,
+    connected: u64,
+    sent: u64,
+    accepted: u64,
+    rejected: u64,
+    unacked: u64,
+    by_run: BTreeMap<String, u64>,
+    errors: Errors,
+}
+
+/// The report from its counts, with the figures derived from them worked out
+/// (`settle_totals`): one way for a single run and for a merge, so they cannot drift apart.
+fn settled_report(
+    params: Params,
+    processes: Vec<Process>,
+    counts: Counts,
+    connect_hist: &Histogram<u64>,
+    latency_hist: &Histogram<u64>,
+    memory: Memory,
+    warnings: Vec<String>,
+) -> Report {
+    let mut errors = counts.errors;
+    errors.recount();
     let mut report = Report {
         schema: SCHEMA.to_owned(),
         params,
-        processes: vec![process],
-        connect: connect_summary(tallies.len() as u64, connected, connect_hist, 0),
+        processes,
+        connect: connect_summary(counts.attempted, counts.connected, connect_hist, 0),
         sends: Sends {
-            sent,
-            accepted,
-            rejected,
-            unacked,
+            sent: counts.sent,
+            accepted: counts.accepted,
+            rejected: counts.rejected,
+            unacked: counts.unacked,
             per_s: 0.0,
         },
         deliveries: Deliveries {
@@ -228,12 +272,12 @@ pub fn single_report(
             share: None,
             per_s: 0.0,
             foreign: 0,
-            by_run,
+            by_run: counts.by_run,
         },
         latency: latency_summary(latency_hist),
         errors,
         memory,
-        warnings: Vec::new(),
+        warnings,
     };
     settle_totals(&mut report, connect_hist);
     report
@@ -371,39 +415,29 @@ pub fn merge(reports: Vec<Report>) -> anyhow::Result<Report> {
         unacked += r.sends.unacked;
         warnings.extend(r.warnings.iter().cloned());
     }
-    errors.recount();
     if api == Api::Frust {
         warnings.extend(overlap_warnings(&processes));
     }
 
-    let params = merge_params(&reports);
-    let mut report = Report {
-        schema: SCHEMA.to_owned(),
-        params,
-        processes,
-        connect: connect_summary(attempted, connected, &connect_hist, 0),
-        sends: Sends {
-            sent,
-            accepted,
-            rejected,
-            unacked,
-            per_s: 0.0,
-        },
-        deliveries: Deliveries {
-            expected: 0,
-            delivered: 0,
-            share: None,
-            per_s: 0.0,
-            foreign: 0,
-            by_run,
-        },
-        latency: latency_summary(&latency_hist),
+    let counts = Counts {
+        attempted,
+        connected,
+        sent,
+        accepted,
+        rejected,
+        unacked,
+        by_run,
         errors,
-        memory: merge_memory(&reports),
-        warnings,
     };
-    settle_totals(&mut report, &connect_hist);
-    Ok(report)
+    Ok(settled_report(
+        merge_params(&reports),
+        processes,
+        counts,
+        &connect_hist,
+        &latency_hist,
+        merge_memory(&reports),
+        warnings,
+    ))
 }
 
 /// A frust merge assumes each process listened through every other's send window.

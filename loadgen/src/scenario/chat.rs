@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use tokio::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -147,15 +147,10 @@ async fn open(
         .await
         .map_err(|e| ConnectError::from_ws(&e))?;
     loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => match api::classify(&text) {
-                Incoming::History => return Ok(ws),
-                Incoming::Error(code) => return Err(ConnectError::Protocol(code)),
-                _ => {}
-            },
-            Some(Ok(Message::Close(_))) | None => return Err(ConnectError::Closed),
-            Some(Err(e)) => return Err(ConnectError::from_ws(&e)),
-            Some(Ok(_)) => {}
+        match api::classify(&net::next_handshake_text(&mut ws).await?) {
+            Incoming::History => return Ok(ws),
+            Incoming::Error(code) => return Err(ConnectError::Protocol(code)),
+            _ => {}
         }
     }
 }
@@ -192,16 +187,8 @@ pub async fn connection(
     loop {
         tokio::select! {
             biased;
-            _ = shared.stop.cancelled() => break,
-            msg = ws.next() => {
-                let text = match msg {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                        tally.disconnected = true;
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                };
+            text = net::next_text(&mut ws, &mut tally, &shared.stop) => {
+                let Some(text) = text else { break };
                 match api::classify(&text) {
                     Incoming::Receive(Some(m)) => {
                         tally.receipt(&m, &shared.run_id, unix_micros(), &mut latency);

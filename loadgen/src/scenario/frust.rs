@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -95,16 +95,8 @@ pub async fn connection(
     loop {
         tokio::select! {
             biased;
-            _ = shared.stop.cancelled() => break,
-            msg = ws.next() => {
-                let text = match msg {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                        tally.disconnected = true;
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                };
+            text = net::next_text(&mut ws, &mut tally, &shared.stop) => {
+                let Some(text) = text else { break };
                 match sio::decode(&text) {
                     Frame::Event { body, .. } => {
                         if sio::is_event(body, "click") {
