@@ -20,6 +20,71 @@ pub struct Series {
     pub scan: PreparedStatement,
 }
 
+/// What differs between the two series; the key columns `(day, shard, timestamp, id)` do not.
+struct SeriesSpec {
+    kind: &'static str,
+    table: &'static str,
+    /// Payload columns, `user` first, in insert and read order.
+    payload: &'static [&'static str],
+}
+
+const CLICKS: SeriesSpec = SeriesSpec {
+    kind: "click",
+    table: "frust_clicks",
+    payload: &["user", "comment", "style"],
+};
+
+const EVENTS: SeriesSpec = SeriesSpec {
+    kind: "event",
+    table: "frust_events",
+    payload: &["user", "name"],
+};
+
+impl SeriesSpec {
+    fn exists(&self) -> String {
+        format!(
+            "SELECT id FROM {} WHERE day = ? AND shard = ? AND timestamp = ? AND id = ?",
+            self.table
+        )
+    }
+
+    fn insert(&self) -> String {
+        let markers = vec!["?"; 4 + self.payload.len()].join(", ");
+        format!(
+            "INSERT INTO {} (day, shard, timestamp, id, {}) VALUES ({markers})",
+            self.table,
+            self.payload.join(", ")
+        )
+    }
+
+    fn read(&self) -> String {
+        format!(
+            "SELECT {}, timestamp, id FROM {} WHERE day = ? AND shard = ? AND timestamp >= ? LIMIT ?",
+            self.payload.join(", "),
+            self.table
+        )
+    }
+
+    fn scan(&self) -> String {
+        format!(
+            "SELECT user, timestamp FROM {} WHERE day = ? AND shard = ?",
+            self.table
+        )
+    }
+}
+
+impl Series {
+    async fn prepare(p: &Preparer<'_>, spec: &SeriesSpec) -> StoreResult<Self> {
+        Ok(Self {
+            kind: spec.kind,
+            exists: p.idem(&spec.exists()).await?,
+            insert: p.idem(&spec.insert()).await?,
+            read: p.idem(&spec.read()).await?,
+            scan: p.idem(&spec.scan()).await?,
+        })
+    }
+}
+
 pub struct Statements {
     pub clicks: Series,
     pub events: Series,
@@ -70,7 +135,7 @@ struct Preparer<'a> {
 }
 
 impl Preparer<'_> {
-    async fn prepare(&self, cql: &'static str, retry: Retry) -> StoreResult<PreparedStatement> {
+    async fn prepare(&self, cql: &str, retry: Retry) -> StoreResult<PreparedStatement> {
         let mut statement = self
             .session
             .prepare(cql)
@@ -81,7 +146,7 @@ impl Preparer<'_> {
         Ok(statement)
     }
 
-    async fn idem(&self, cql: &'static str) -> StoreResult<PreparedStatement> {
+    async fn idem(&self, cql: &str) -> StoreResult<PreparedStatement> {
         self.prepare(cql, Retry::Idempotent).await
     }
 }
@@ -90,55 +155,8 @@ impl Statements {
     pub async fn prepare(session: &Session, page_size: i32) -> StoreResult<Self> {
         let p = Preparer { session, page_size };
         Ok(Self {
-            clicks: Series {
-                kind: "click",
-                exists: p
-                    .idem(
-                        "SELECT id FROM frust_clicks \
-                         WHERE day = ? AND shard = ? AND timestamp = ? AND id = ?",
-                    )
-                    .await?,
-                insert: p
-                    .idem(
-                        "INSERT INTO frust_clicks \
-                         (day, shard, timestamp, id, user, comment, style) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .await?,
-                read: p
-                    .idem(
-                        "SELECT user, comment, style, timestamp, id FROM frust_clicks \
-                         WHERE day = ? AND shard = ? AND timestamp >= ? LIMIT ?",
-                    )
-                    .await?,
-                scan: p
-                    .idem("SELECT user, timestamp FROM frust_clicks WHERE day = ? AND shard = ?")
-                    .await?,
-            },
-            events: Series {
-                kind: "event",
-                exists: p
-                    .idem(
-                        "SELECT id FROM frust_events \
-                         WHERE day = ? AND shard = ? AND timestamp = ? AND id = ?",
-                    )
-                    .await?,
-                insert: p
-                    .idem(
-                        "INSERT INTO frust_events (day, shard, timestamp, id, user, name) \
-                         VALUES (?, ?, ?, ?, ?, ?)",
-                    )
-                    .await?,
-                read: p
-                    .idem(
-                        "SELECT user, name, timestamp, id FROM frust_events \
-                         WHERE day = ? AND shard = ? AND timestamp >= ? LIMIT ?",
-                    )
-                    .await?,
-                scan: p
-                    .idem("SELECT user, timestamp FROM frust_events WHERE day = ? AND shard = ?")
-                    .await?,
-            },
+            clicks: Series::prepare(&p, &CLICKS).await?,
+            events: Series::prepare(&p, &EVENTS).await?,
             day_insert: p
                 .idem("INSERT INTO frust_days (kind, day) VALUES (?, ?)")
                 .await?,
@@ -273,5 +291,52 @@ impl Statements {
                 )
                 .await?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The generated CQL must stay byte-for-byte the statements written out by hand before.
+    #[test]
+    fn series_cql_is_unchanged() {
+        assert_eq!(
+            CLICKS.exists(),
+            "SELECT id FROM frust_clicks WHERE day = ? AND shard = ? AND timestamp = ? AND id = ?"
+        );
+        assert_eq!(
+            CLICKS.insert(),
+            "INSERT INTO frust_clicks (day, shard, timestamp, id, user, comment, style) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)"
+        );
+        assert_eq!(
+            CLICKS.read(),
+            "SELECT user, comment, style, timestamp, id FROM frust_clicks \
+             WHERE day = ? AND shard = ? AND timestamp >= ? LIMIT ?"
+        );
+        assert_eq!(
+            CLICKS.scan(),
+            "SELECT user, timestamp FROM frust_clicks WHERE day = ? AND shard = ?"
+        );
+        assert_eq!(
+            EVENTS.exists(),
+            "SELECT id FROM frust_events WHERE day = ? AND shard = ? AND timestamp = ? AND id = ?"
+        );
+        assert_eq!(
+            EVENTS.insert(),
+            "INSERT INTO frust_events (day, shard, timestamp, id, user, name) \
+             VALUES (?, ?, ?, ?, ?, ?)"
+        );
+        assert_eq!(
+            EVENTS.read(),
+            "SELECT user, name, timestamp, id FROM frust_events \
+             WHERE day = ? AND shard = ? AND timestamp >= ? LIMIT ?"
+        );
+        assert_eq!(
+            EVENTS.scan(),
+            "SELECT user, timestamp FROM frust_events WHERE day = ? AND shard = ?"
+        );
+        assert_eq!((CLICKS.kind, EVENTS.kind), ("click", "event"));
     }
 }
