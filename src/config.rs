@@ -134,7 +134,8 @@ pub struct Common {
     )]
     pub ephemeral_events: Vec<String>,
 
-    /// How long `status` changes are gathered into one broadcast, in milliseconds.
+    /// How long `status` changes are gathered into one broadcast, in milliseconds, with up to
+    /// 1000 users online; longer in proportion beyond (each broadcast costs a packet per user).
     #[arg(
         long,
         env = "SWITCHYARD_STATUS_WINDOW_MS",
@@ -142,6 +143,15 @@ pub struct Common {
         global = true
     )]
     pub status_window_ms: u64,
+
+    /// The longest the status window stretches to with many users online, in milliseconds.
+    #[arg(
+        long,
+        env = "SWITCHYARD_STATUS_WINDOW_MAX_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub status_window_max_ms: u64,
 
     /// Upper bound for a graceful shutdown, in seconds.
     #[arg(

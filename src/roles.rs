@@ -156,6 +156,7 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
         let config = AggregatorConfig {
             clock,
             status_window: Duration::from_millis(common.status_window_ms.max(1)),
+            status_window_max: Duration::from_millis(common.status_window_max_ms),
             // In-process streams die with the process: recount from stored rows instead.
             rebuild_on_start: common.nats.is_none(),
             edge_timeout: Duration::from_millis(common.edge_timeout_ms.max(100)),

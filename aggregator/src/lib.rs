@@ -4,6 +4,7 @@
 mod chat_presence;
 mod counters;
 mod presence;
+mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 use chat_presence::ChatPresenceMap;
 pub use counters::Counters;
 use presence::Sessions;
+pub use status::status_window;
+use status::StatusPacer;
 
 /// Facts applied before the counters are flushed and acknowledged, at most.
 const MAX_FLUSH: usize = 2048;
@@ -33,8 +36,11 @@ const DRAIN_IDLE: Duration = Duration::from_millis(300);
 #[derive(Debug, Clone)]
 pub struct AggregatorConfig {
     pub clock: Clock,
-    /// How long `status` changes are gathered before one broadcast (connect storms).
+    /// How long `status` changes are gathered before one broadcast (connect storms), up to
+    /// 1000 online users; longer in proportion beyond (see [`status_window`]).
     pub status_window: Duration,
+    /// The longest the status window grows.
+    pub status_window_max: Duration,
     /// Recount from stored rows at start: for a bus whose streams die with the process.
     pub rebuild_on_start: bool,
     /// An edge silent (no heartbeat) for this long is dead: its users go offline.
@@ -72,8 +78,11 @@ impl Aggregator {
         let mut queries = self.bus.subscribe(RPC_FRUST_ONLINE).await?;
         let mut chat_presence = self.bus.subscribe(PRESENCE_CHAT).await?;
         let mut chat_online = ChatPresenceMap::default();
-        let mut status_tick = tokio::time::interval(self.config.status_window);
-        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut status = StatusPacer::new(
+            self.config.status_window,
+            self.config.status_window_max,
+            tokio::time::Instant::now(),
+        );
         let clock = self.config.clock;
         // Set when a drain starts; pushed back whenever a fact arrives. Created once, not per
         // loop pass, so frequent ticks cannot keep postponing it.
@@ -130,9 +139,11 @@ impl Aggregator {
                         self.announce_chat_leave(user);
                     }
                 },
-                _ = status_tick.tick() => {
-                    if let Some(status) = sessions.take_status_change() {
-                        self.broadcast(&FrustOut::Status(status)).await;
+                // Recomputed every pass: the window follows the audience as it grows or shrinks.
+                _ = tokio::time::sleep_until(status.due(sessions.online_count())) => {
+                    let now = tokio::time::Instant::now();
+                    if let Some(s) = status.take(&mut sessions, now) {
+                        self.broadcast(&FrustOut::Status(s)).await;
                     }
                 },
                 _ = tokio::time::sleep_until(next_hour) => {

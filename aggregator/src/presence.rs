@@ -117,6 +117,11 @@ impl Sessions {
         std::mem::take(&mut self.changed).then_some(Status { user_count })
     }
 
+    /// Online sessions: what one `status` broadcast costs, in packets.
+    pub fn online_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub fn online_users(&self) -> Vec<OnlineUser> {
         self.sessions
             .values()
