@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 pub use in_process::InProcessBus;
@@ -30,6 +31,10 @@ pub enum BusError {
     #[error("not confirmed (may still be stored): {0}")]
     Unconfirmed(String),
 }
+
+/// The outcome of a durable publish already sent: resolves once the stream stored it, with what
+/// [`Bus::publish_durable`] would have returned.
+pub type PendingAck = BoxFuture<'static, Result<(), BusError>>;
 
 /// A durable consumer of a stream.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +93,20 @@ pub trait Bus: Send + Sync + 'static {
         msg_id: &str,
         payload: Bytes,
     ) -> Result<(), BusError>;
+
+    /// [`Bus::publish_durable`] in two steps, so a caller can send more while the stream
+    /// confirms: returns once the message is on its way (sends of one caller reach the stream
+    /// in call order), and the [`PendingAck`] resolves once it is stored. A failed first attempt
+    /// is retried, with the same msg id, before the [`PendingAck`] reports an error.
+    async fn publish_durable_send(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<PendingAck, BusError> {
+        self.publish_durable(subject, msg_id, payload).await?;
+        Ok(Box::pin(futures::future::ready(Ok(()))))
+    }
 
     /// Reads a durable consumer (created if absent). Readers with the same consumer name,
     /// in any process, share the work: each delivery goes to one of them.

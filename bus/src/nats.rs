@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::context::{CreateStreamErrorKind, PublishErrorKind};
+use async_nats::jetstream::context::{CreateStreamErrorKind, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::{Acker as JsAcker, PublishMessage};
 use async_nats::jetstream::stream::{
     Config as StreamConfig, ConsumerErrorKind, RetentionPolicy, StorageType,
@@ -22,13 +22,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::{Acker, Bus, BusError, ConsumerSpec, Delivery, Message, Replier};
+use crate::{Acker, Bus, BusError, ConsumerSpec, Delivery, Message, PendingAck, Replier};
 
 /// Dedup window for `Nats-Msg-Id`: longer than any publisher's retry loop.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// FACTS is a log for the aggregator; a week covers any outage it must catch up from.
 const FACTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Total time a durable publish may take before the caller hears it failed.
+/// Total time a durable publish may take before the caller hears it failed (for a pipelined
+/// send: counted from its first failed attempt).
 const PUBLISH_BUDGET: Duration = Duration::from_secs(5);
 /// One publish attempt; short so a leader change leaves room for a retry.
 const PUBLISH_ATTEMPT: Duration = Duration::from_secs(2);
@@ -124,6 +125,83 @@ impl NatsBus {
         }
     }
 
+    /// Publishes until the stream acks or [`PUBLISH_BUDGET`] is spent; `failed` is an attempt
+    /// the caller already made.
+    async fn publish_retrying(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        payload: Bytes,
+        mut failed: Option<PublishError>,
+    ) -> Result<(), BusError> {
+        let deadline = Instant::now() + PUBLISH_BUDGET;
+        let mut attempt = 0;
+        // Whether any attempt may have reached the stream without its ack reaching us.
+        let mut maybe_stored = false;
+        loop {
+            let err = match failed.take() {
+                Some(err) => err,
+                None => match self
+                    .publish_once(subject, msg_id, payload.clone(), deadline)
+                    .await
+                {
+                    Ok(()) => return Ok(()),
+                    Err(err) => err,
+                },
+            };
+            if err.kind() == PublishErrorKind::MaxPayloadExceeded {
+                return Err(backend(err));
+            }
+            // Refusals the stream answered mean "not stored"; a timeout or a broken connection
+            // leaves it open.
+            maybe_stored |= !matches!(
+                err.kind(),
+                PublishErrorKind::StreamNotFound
+                    | PublishErrorKind::MaxAckPending
+                    | PublishErrorKind::WrongLastMessageId
+                    | PublishErrorKind::WrongLastSequence
+            );
+            attempt += 1;
+            let pause = backoff(attempt);
+            if Instant::now() + pause >= deadline {
+                metrics::counter!("switchyard_bus_durable_failed_total").increment(1);
+                let why = format!(
+                    "publish to `{subject}` not acknowledged after {attempt} attempts: {err}"
+                );
+                return Err(if maybe_stored {
+                    BusError::Unconfirmed(why)
+                } else {
+                    BusError::Backend(why)
+                });
+            }
+            debug!(subject, attempt, %err, "durable publish retry");
+            metrics::counter!("switchyard_bus_durable_retries_total").increment(1);
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// One publish attempt, awaiting its ack.
+    async fn publish_once(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        payload: Bytes,
+        deadline: Instant,
+    ) -> Result<(), PublishError> {
+        // Same msg id on every attempt: the stream stores a retried packet once.
+        let message = PublishMessage::build().payload(payload).message_id(msg_id);
+        let budget = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(budget.min(PUBLISH_ATTEMPT), async {
+            self.publisher
+                .send_publish(subject.to_owned(), message)
+                .await?
+                .await
+        })
+        .await
+        .unwrap_or_else(|_| Err(PublishError::new(PublishErrorKind::TimedOut)))
+        .map(drop)
+    }
+
     async fn ensure_streams(&self, replicas: usize) -> Result<(), BusError> {
         let base = StreamConfig {
             storage: StorageType::File,
@@ -182,62 +260,46 @@ impl Bus for NatsBus {
     ) -> Result<(), BusError> {
         stream_of(subject).ok_or_else(|| BusError::NotDurable(subject.into()))?;
         self.check_open()?;
-        let deadline = Instant::now() + PUBLISH_BUDGET;
-        let mut attempt = 0;
-        // Whether any attempt may have reached the stream without its ack reaching us.
-        let mut maybe_stored = false;
-        loop {
-            // Same msg id on every attempt: the stream stores a retried packet once.
-            let message = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(msg_id);
-            let budget = deadline.saturating_duration_since(Instant::now());
-            let sent = tokio::time::timeout(budget.min(PUBLISH_ATTEMPT), async {
-                self.publisher
-                    .send_publish(subject.to_owned(), message)
-                    .await?
-                    .await
-            })
-            .await;
-            let err = match sent {
-                Ok(Ok(_ack)) => return Ok(()),
-                Ok(Err(err)) if err.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    return Err(backend(err))
-                }
-                Ok(Err(err)) => {
-                    // Refusals the stream answered mean "not stored"; a timeout or a broken
-                    // connection leaves it open.
-                    maybe_stored |= !matches!(
-                        err.kind(),
-                        PublishErrorKind::StreamNotFound
-                            | PublishErrorKind::MaxAckPending
-                            | PublishErrorKind::WrongLastMessageId
-                            | PublishErrorKind::WrongLastSequence
-                    );
-                    err.to_string()
-                }
-                Err(_) => {
-                    maybe_stored = true;
-                    "no ack in time".to_owned()
-                }
-            };
-            attempt += 1;
-            let pause = backoff(attempt);
-            if Instant::now() + pause >= deadline {
-                metrics::counter!("switchyard_bus_durable_failed_total").increment(1);
-                let why = format!(
-                    "publish to `{subject}` not acknowledged after {attempt} attempts: {err}"
-                );
-                return Err(if maybe_stored {
-                    BusError::Unconfirmed(why)
-                } else {
-                    BusError::Backend(why)
-                });
+        self.publish_retrying(subject, msg_id, payload, None).await
+    }
+
+    async fn publish_durable_send(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<PendingAck, BusError> {
+        stream_of(subject).ok_or_else(|| BusError::NotDurable(subject.into()))?;
+        self.check_open()?;
+        let message = PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(msg_id);
+        let sent = tokio::time::timeout(
+            PUBLISH_ATTEMPT,
+            self.publisher.send_publish(subject.to_owned(), message),
+        )
+        .await
+        .unwrap_or_else(|_| Err(PublishError::new(PublishErrorKind::TimedOut)));
+        let ack = match sent {
+            Ok(ack) => ack,
+            // Not sent: retry before returning, so later sends stay behind this one.
+            Err(err) => {
+                self.publish_retrying(subject, msg_id, payload, Some(err))
+                    .await?;
+                return Ok(Box::pin(futures::future::ready(Ok(()))));
             }
-            debug!(subject, attempt, %err, "durable publish retry");
-            metrics::counter!("switchyard_bus_durable_retries_total").increment(1);
-            tokio::time::sleep(pause).await;
-        }
+        };
+        let bus = self.clone();
+        let (subject, msg_id) = (subject.to_owned(), msg_id.to_owned());
+        Ok(Box::pin(async move {
+            match ack.await {
+                Ok(_) => Ok(()),
+                Err(err) => {
+                    bus.publish_retrying(&subject, &msg_id, payload, Some(err))
+                        .await
+                }
+            }
+        }))
     }
 
     async fn consume(

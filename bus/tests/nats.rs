@@ -580,3 +580,69 @@ async fn cluster_keeps_every_acked_publish_through_node_loss() {
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_durable_sends_are_stored_once_in_order() {
+    const N: usize = 300;
+    let server = Server::start(&[]);
+    let bus = connect(vec![server.url()], 1, "pipelined").await;
+    // All sent before any confirmation is awaited.
+    let mut pending = Vec::new();
+    for i in 0..N {
+        let id = format!("f-{i}");
+        pending.push(
+            bus.publish_durable_send("facts.frust", &id, Bytes::from(id.clone()))
+                .await
+                .unwrap(),
+        );
+    }
+    // A repeat of an id whose first send is still unconfirmed is stored once.
+    pending.push(
+        bus.publish_durable_send("facts.frust", "f-0", Bytes::from_static(b"again"))
+            .await
+            .unwrap(),
+    );
+    for confirmed in futures::future::join_all(pending).await {
+        confirmed.unwrap();
+    }
+    assert_eq!(stored(&server.url(), "FACTS").await, N as u64);
+    let mut facts = bus.consume(&spec("FACTS", "agg", ">", 64)).await.unwrap();
+    for i in 0..N {
+        let d = next(&mut facts).await;
+        assert_eq!(&d.payload[..], format!("f-{i}").as_bytes(), "send order");
+        d.ack().await.unwrap();
+    }
+    assert!(silent(&mut facts, Duration::from_millis(500)).await);
+    assert!(matches!(
+        bus.publish_durable_send("out.frust", "x", Bytes::new())
+            .await,
+        Err(BusError::NotDurable(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_ack_resolves_only_once_stored_retrying_refusals() {
+    let server = Server::start(&[]);
+    let bus = connect(vec![server.url()], 1, "pending").await;
+    // Without the stream every attempt is refused ("no responders"): nothing is stored.
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    js.delete_stream("FACTS").await.unwrap();
+    let pending = bus
+        .publish_durable_send("facts.chat", "f-1", Bytes::from_static(b"fact"))
+        .await
+        .unwrap();
+    let confirmed = tokio::spawn(pending);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !confirmed.is_finished(),
+        "resolved while no stream could store it"
+    );
+    // The stream comes back (as any bus connecting creates it); a retry stores the fact.
+    let _other = connect(vec![server.url()], 1, "recreate").await;
+    tokio::time::timeout(WAIT, confirmed)
+        .await
+        .expect("confirmed in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored(&server.url(), "FACTS").await, 1);
+}

@@ -2,14 +2,18 @@
 //! records the fact for the aggregator, publishes the fan-out, then acknowledges.
 //!
 //! Frust packets persist concurrently (so the store can batch them) but complete in stream
-//! order, so fan-out and facts keep the order packets were accepted in. Chat messages persist
-//! one at a time: the store's order of a room is then the order live delivery used.
+//! order, so fan-out and facts are sent in the order packets were accepted in. The stream's
+//! confirmation of a fact is awaited off that path, so sending does not wait a round trip per
+//! packet; a delivery is acked once its fact is stored. Chat messages go one at a time: the
+//! store's order of a room is then the order live delivery used.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use switchyard_bus::{Bus, ConsumerSpec, Delivery};
 use switchyard_schema::chat::ServerPacket;
 use switchyard_schema::envelope::{
@@ -22,8 +26,12 @@ use switchyard_schema::subjects::{
 use switchyard_store::{Store, StoreResult, StoredChatMessage, StoredClick, StoredEvent};
 use tokio_util::sync::CancellationToken;
 
-/// How many Frust packets may be persisting at once per worker.
+/// How many Frust packets may be persisting at once per worker, and how many may wait for the
+/// stream to confirm their fact.
 const FRUST_IN_FLIGHT: usize = 256;
+/// Frust deliveries not yet acked, across all workers: room for every stage of a few workers
+/// (fetched ahead, persisting, awaiting confirmation).
+const FRUST_UNACKED: usize = 4 * FRUST_IN_FLIGHT;
 /// With shutdown requested, a worker stops once its stream has been idle this long.
 const DRAIN_IDLE: Duration = Duration::from_millis(300);
 
@@ -51,6 +59,7 @@ impl Worker {
             IN_FRUST_ALL.to_owned(),
             "workers-frust".to_owned(),
             FRUST_IN_FLIGHT,
+            FRUST_UNACKED,
             shutdown.clone(),
         ))];
         // One consumer per chat partition, one message in flight each: a room's messages are
@@ -59,6 +68,7 @@ impl Worker {
             pipelines.push(tokio::spawn(this.clone().pipeline(
                 format!("in.chat.{p}.>"),
                 format!("workers-chat-{p}"),
+                1,
                 1,
                 shutdown.clone(),
             )));
@@ -70,19 +80,21 @@ impl Worker {
         Ok(())
     }
 
-    /// Persists up to `in_flight` deliveries at once and publishes their results in order.
+    /// Persists up to `in_flight` deliveries at once, sends their facts and fan-out in order,
+    /// and acks each once its fact is confirmed (up to `in_flight` confirmations outstanding).
     async fn pipeline(
         self: Arc<Self>,
         filter: String,
         consumer: String,
         in_flight: usize,
+        unacked: usize,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let spec = ConsumerSpec {
             stream: STREAM_IN,
             name: &consumer,
             filter: &filter,
-            max_in_flight: in_flight,
+            max_in_flight: unacked,
         };
         let deliveries = self.bus.consume(&spec).await?;
         let persisting = {
@@ -92,10 +104,23 @@ impl Worker {
                 async move { this.persist(d).await }
             })
         };
-        let mut done = persisting.buffered(in_flight);
-        while let Some(p) = done.next().await {
-            self.publish(p).await;
+        let mut persisted = persisting.buffered(in_flight);
+        // Acks may complete in any order: only sending needs stream order.
+        let mut confirming = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                p = persisted.next(), if confirming.len() < in_flight => match p {
+                    Some(p) => {
+                        let confirm = self.publish(p).await;
+                        confirming.push(confirm);
+                    }
+                    None => break,
+                },
+                Some(()) = confirming.next() => {}
+            }
         }
+        // Drained: every delivery taken is acked before returning.
+        while confirming.next().await.is_some() {}
         Ok(())
     }
 
@@ -156,30 +181,52 @@ impl Worker {
         }
     }
 
-    async fn publish(&self, p: Persisted) {
-        if let Some(packet) = &p.packet {
-            // The fact is published even for a redelivery: the earlier attempt may have died
-            // before it; the bus deduplicates on the packet id.
-            let (facts_subject, fact) = fact_of(packet);
-            let bytes = encoded(&fact);
-            retry_forever(|| {
-                self.bus
-                    .publish_durable(facts_subject, packet.id(), bytes.clone())
-            })
-            .await;
-            // Fan-out is at least once: a redelivered packet may not have been shown before
-            // this worker's predecessor died. Edges drop repeats by packet id.
-            if !p.newly_stored {
-                metrics::counter!("switchyard_redelivered_total").increment(1);
-            }
-            let (subject, bytes) = fan_out_of(packet);
-            if let Err(e) = self.bus.publish(&subject, bytes).await {
-                tracing::warn!(error = %e, "fan-out publish failed");
-            }
+    /// Sends the fact and the fan-out; the returned future acks the delivery once the fact is
+    /// stored.
+    async fn publish(&self, p: Persisted) -> BoxFuture<'static, ()> {
+        let Persisted {
+            delivery,
+            packet,
+            newly_stored,
+        } = p;
+        let Some(packet) = packet else {
+            return ack(delivery).boxed();
+        };
+        // The fact is published even for a redelivery: the earlier attempt may have died
+        // before it; the bus deduplicates on the packet id.
+        let (facts_subject, fact) = fact_of(&packet);
+        let bytes = encoded(&fact);
+        let id = packet.id().to_owned();
+        let confirmed = retry_forever(|| {
+            self.bus
+                .publish_durable_send(facts_subject, &id, bytes.clone())
+        })
+        .await;
+        // Fan-out is at least once: a redelivered packet may not have been shown before
+        // this worker's predecessor died. Edges drop repeats by packet id.
+        if !newly_stored {
+            metrics::counter!("switchyard_redelivered_total").increment(1);
         }
-        if let Err(e) = p.delivery.ack().await {
-            tracing::warn!(error = %e, "ack failed; the packet will be redelivered");
+        let (subject, fan_out) = fan_out_of(&packet);
+        if let Err(e) = self.bus.publish(&subject, fan_out).await {
+            tracing::warn!(error = %e, "fan-out publish failed");
         }
+        let bus = self.bus.clone();
+        async move {
+            if let Err(e) = confirmed.await {
+                tracing::warn!(error = %e, "fact not confirmed; publishing it again");
+                metrics::counter!("switchyard_worker_retries_total").increment(1);
+                retry_forever(|| bus.publish_durable(facts_subject, &id, bytes.clone())).await;
+            }
+            ack(delivery).await
+        }
+        .boxed()
+    }
+}
+
+async fn ack(delivery: Delivery) {
+    if let Err(e) = delivery.ack().await {
+        tracing::warn!(error = %e, "ack failed; the packet will be redelivered");
     }
 }
 
