@@ -10,8 +10,8 @@ pub(crate) mod frust;
 pub mod limits;
 mod static_files;
 
-/// Per-socket fan-out of Frust events (public for the `fanout` benchmark).
-pub use frust::broadcast;
+/// Sharded per-socket fan-out of Frust events (public for the `fanout` benchmark).
+pub use frust::{broadcast, shards};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,10 +1,10 @@
-//! Sends one Frust event to every local Socket.IO client, each through its own bounded queue.
+//! Sends one Frust event to a set of local Socket.IO clients, each through its own bounded queue.
 //!
 //! socketioxide's room broadcast reports a full queue without saying whose, so the edge emits per
-//! socket: the payload is serialized to JSON once and copied verbatim for each recipient. A
-//! socket whose queue is full has stopped keeping up: it is counted once, and told to disconnect
-//! as soon as its queue has room for that; if it never drains, Engine.IO's heartbeat (which
-//! cannot be queued either) closes it. Either way its queue stays bounded.
+//! socket: the payload is serialized to JSON once (`Prepared`) and copied verbatim for each
+//! recipient. A socket whose queue is full has stopped keeping up: it is counted once, and told
+//! to disconnect as soon as its queue has room for that; if it never drains, Engine.IO's
+//! heartbeat (which cannot be queued either) closes it. Either way its queue stays bounded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,11 +13,31 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
-use socketioxide::{SendError, SocketError, SocketIo};
+use socketioxide::{SendError, SocketError};
 
 /// How often a slow socket's disconnect is retried, and for how long.
 const DISCONNECT_RETRY: Duration = Duration::from_millis(200);
 const DISCONNECT_ATTEMPTS: u32 = 300;
+
+/// One event, its payload serialized once for every recipient (on every shard).
+#[derive(Debug)]
+pub struct Prepared {
+    event: &'static str,
+    payload: Box<RawValue>,
+}
+
+impl Prepared {
+    pub fn new<T: Serialize + ?Sized>(event: &'static str, data: &T) -> serde_json::Result<Self> {
+        Ok(Self {
+            event,
+            payload: serde_json::value::to_raw_value(data)?,
+        })
+    }
+
+    pub fn event(&self) -> &'static str {
+        self.event
+    }
+}
 
 /// What one broadcast did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,32 +49,44 @@ pub struct Outcome {
     pub newly_slow: u64,
 }
 
+impl Outcome {
+    /// Records one pass (of one shard: `took` is that shard's time, so the fan-out histogram
+    /// gets one sample per shard and message; the counters add up across shards).
+    pub fn record(&self, event: &'static str, took: Duration) {
+        metrics::histogram!("switchyard_fanout_seconds").record(took);
+        metrics::counter!("switchyard_packets_out_total", "api" => "frust", "type" => event)
+            .increment(self.delivered);
+        if self.full > 0 {
+            metrics::counter!("switchyard_fanout_errors_total", "api" => "frust")
+                .increment(self.full);
+        }
+        if self.newly_slow > 0 {
+            tracing::info!(
+                sockets = self.newly_slow,
+                "disconnecting slow Socket.IO consumers"
+            );
+            metrics::counter!("switchyard_slow_consumer_disconnects_total", "api" => "frust")
+                .increment(self.newly_slow);
+        }
+    }
+}
+
 /// Marks a socket that fell behind, so it is counted and disconnected once.
 #[derive(Clone, Default)]
 struct SlowConsumer(Arc<AtomicBool>);
 
-/// Emits `event` with `data` to every socket of the default namespace.
-pub fn to_all<T: Serialize + ?Sized>(io: &SocketIo, event: &str, data: &T) -> Outcome {
+/// Emits `msg` to each of `sockets`, in order.
+pub fn to_each(sockets: &[SocketRef], msg: &Prepared) -> Outcome {
     let mut outcome = Outcome::default();
-    // After a drain closed the namespace there is nobody left to tell.
-    let Some(ns) = io.of("/") else {
-        return outcome;
-    };
-    let payload = match serde_json::value::to_raw_value(data) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, event, "fan-out payload does not serialize");
-            return outcome;
-        }
-    };
-    for socket in ns.sockets() {
-        match socket.emit(event, &*payload as &RawValue) {
+    let payload: &RawValue = &msg.payload;
+    for socket in sockets {
+        match socket.emit(msg.event, payload) {
             Ok(()) => outcome.delivered += 1,
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                 outcome.full += 1;
-                if mark_slow(&socket) {
+                if mark_slow(socket) {
                     outcome.newly_slow += 1;
-                    spawn_disconnect(socket);
+                    spawn_disconnect(socket.clone());
                 }
             }
             // Closed meanwhile: its disconnect path runs anyway.

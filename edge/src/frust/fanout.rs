@@ -1,15 +1,16 @@
-//! Delivers everything published on `out.frust` to this edge's sockets. Each message is
-//! serialized once for all recipients (see `broadcast`).
+//! Delivers everything published on `out.frust` to this edge's sockets. One task reads the bus,
+//! drops redeliveries and serializes each event once; the shards (see `shards`) emit it to
+//! their sockets in parallel.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
-use socketioxide::SocketIo;
 use switchyard_schema::envelope::{self, FrustFanout, FrustOut};
 use switchyard_schema::subjects::OUT_FRUST;
 use tokio::task::JoinHandle;
 
-use super::{broadcast, FrustEdge};
+use super::broadcast::Prepared;
+use super::FrustEdge;
 
 pub async fn spawn(edge: Arc<FrustEdge>) -> anyhow::Result<JoinHandle<()>> {
     let mut messages = edge.bus.subscribe(OUT_FRUST).await?;
@@ -25,7 +26,9 @@ pub async fn spawn(edge: Arc<FrustEdge>) -> anyhow::Result<JoinHandle<()>> {
                         }
                     }
                     for out in &fanout.outs {
-                        deliver(&edge, out);
+                        if let Some(prepared) = prepare(out) {
+                            edge.sockets.deliver(Arc::new(prepared)).await;
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "undecodable fan-out message dropped"),
@@ -34,33 +37,17 @@ pub async fn spawn(edge: Arc<FrustEdge>) -> anyhow::Result<JoinHandle<()>> {
     }))
 }
 
-fn deliver(edge: &FrustEdge, out: &FrustOut) {
-    let started = std::time::Instant::now();
-    let outcome = emit(&edge.io, out);
-    metrics::histogram!("switchyard_fanout_seconds").record(started.elapsed());
-    metrics::counter!("switchyard_packets_out_total", "api" => "frust", "type" => out.event_name())
-        .increment(outcome.delivered);
-    if outcome.full > 0 {
-        metrics::counter!("switchyard_fanout_errors_total", "api" => "frust")
-            .increment(outcome.full);
-    }
-    if outcome.newly_slow > 0 {
-        tracing::info!(
-            sockets = outcome.newly_slow,
-            "disconnecting slow Socket.IO consumers"
-        );
-        metrics::counter!("switchyard_slow_consumer_disconnects_total", "api" => "frust")
-            .increment(outcome.newly_slow);
-    }
-}
-
-fn emit(io: &SocketIo, out: &FrustOut) -> broadcast::Outcome {
+/// The event's payload as clients get it (without the enum's tag).
+fn prepare(out: &FrustOut) -> Option<Prepared> {
     let name = out.event_name();
-    match out {
-        FrustOut::Click(c) => broadcast::to_all(io, name, c),
-        FrustOut::Event(e) => broadcast::to_all(io, name, e),
-        FrustOut::Stats(s) => broadcast::to_all(io, name, s),
-        FrustOut::Status(s) => broadcast::to_all(io, name, s),
-        FrustOut::Message(m) => broadcast::to_all(io, name, m),
-    }
+    let prepared = match out {
+        FrustOut::Click(c) => Prepared::new(name, c),
+        FrustOut::Event(e) => Prepared::new(name, e),
+        FrustOut::Stats(s) => Prepared::new(name, s),
+        FrustOut::Status(s) => Prepared::new(name, s),
+        FrustOut::Message(m) => Prepared::new(name, m),
+    };
+    prepared
+        .map_err(|e| tracing::error!(error = %e, event = name, "fan-out payload not serializable"))
+        .ok()
 }

@@ -3,6 +3,7 @@
 pub mod broadcast;
 mod fanout;
 mod rest;
+pub mod shards;
 mod socket;
 
 use std::sync::atomic::AtomicI64;
@@ -43,6 +44,8 @@ pub struct FrustEdge {
     pub recent: crate::dedup::RecentIds,
     /// This edge's sessions and their names, for presence heartbeats.
     pub sessions: parking_lot::Mutex<std::collections::HashMap<String, Option<String>>>,
+    /// This edge's sockets, sharded for fan-out (so it never has to list the namespace).
+    pub sockets: shards::Shards,
     /// Cancelled by a drain: every session applies what it received and says goodbye.
     pub closing: tokio_util::sync::CancellationToken,
 }
@@ -58,6 +61,9 @@ pub async fn start(
         .max_buffer_size(config.socket_io.send_queue)
         .ping_interval(config.socket_io.ping_interval)
         .build_layer();
+    // One fan-out shard per worker thread: emitting is CPU-bound and never awaits.
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let (sockets, mut tasks) = shards::Shards::spawn(workers);
     let edge = Arc::new(FrustEdge {
         bus,
         store,
@@ -68,19 +74,23 @@ pub async fn start(
         io: io.clone(),
         local_sockets: AtomicI64::new(0),
         sessions: Default::default(),
+        sockets,
         recent: crate::dedup::RecentIds::new(crate::DEDUP_WINDOW),
         limits,
         rest_cache: Default::default(),
         closing: Default::default(),
     });
     socket::register(&edge);
-    let fanout = fanout::spawn(edge.clone()).await?;
+    tasks.push(fanout::spawn(edge.clone()).await?);
     let router = rest::routes(edge.clone());
-    Ok((edge, router, layer, vec![fanout]))
+    Ok((edge, router, layer, tasks))
 }
 
 impl FrustEdge {
     pub async fn close(&self) {
+        // Fan-out stops first: the queues of closing sockets are never read again (they would
+        // fill up and count as slow consumers), and the shards let go of every socket.
+        self.sockets.close();
         // Closing the transports makes clients reconnect (elsewhere: admission is closed).
         self.io.close().await;
         self.closing.cancel();

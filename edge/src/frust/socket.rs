@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::shards::Member;
 use super::{encoded, FrustEdge};
 use crate::limits::{ConnectionLimiter, Verdict};
 
@@ -172,8 +173,11 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
         });
     }
     drop(tx);
+    // In the fan-out from now on. The session owns the membership, and it ends on a disconnect
+    // or a drain (`gone`), so no socket stays registered past its session.
+    let member = edge.sockets.join(s.clone());
     let span = tracing::info_span!("frust_session", sid = %s.id, %ip);
-    tokio::spawn(run_session(edge.clone(), s, rx, gone).instrument(span));
+    tokio::spawn(run_session(edge.clone(), s, rx, gone, member).instrument(span));
 }
 
 /// Applies the rate limits to one packet: over them it is refused, and a socket that keeps
@@ -207,6 +211,7 @@ async fn run_session(
     s: SocketRef,
     mut packets: mpsc::Receiver<Packet>,
     gone: CancellationToken,
+    member: Member,
 ) {
     let session = Session {
         id: new_packet_id(),
@@ -243,6 +248,7 @@ async fn run_session(
         handle(&edge, &session, packet).await;
     }
 
+    drop(member);
     edge.local_sockets.fetch_sub(1, Ordering::Relaxed);
     edge.sessions.lock().remove(&session.id);
     metrics::gauge!("switchyard_connections", "api" => "frust").decrement(1.0);
