@@ -8,6 +8,7 @@ mod coalesce;
 mod dedup;
 pub(crate) mod frust;
 pub mod limits;
+mod owned_head;
 mod static_files;
 
 /// Sharded per-socket fan-out of Frust events (public for the `fanout` benchmark).
@@ -109,6 +110,7 @@ impl Edge {
         // One span per HTTP request (method, path); Socket.IO polling requests included.
         let admission = self.admission.clone();
         app.layer(self.socket_io.clone())
+            .layer(axum::middleware::from_fn(owned_head::middleware))
             .layer(axum::middleware::from_fn(move |req, next| {
                 admission.clone().gate(req, next)
             }))

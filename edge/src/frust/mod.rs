@@ -26,6 +26,10 @@ use crate::EdgeConfig;
 
 pub const SOCKET_IO_PATH: &str = "/api/socket.io";
 
+/// Per-connection websocket read buffer: every idle connection holds one (engineioxide's
+/// default is 4 KiB).
+const WS_READ_BUFFER: usize = 1024;
+
 /// Everything the Frust handlers share.
 pub struct FrustEdge {
     pub bus: Arc<dyn Bus>,
@@ -60,6 +64,8 @@ pub async fn start(
         .req_path(SOCKET_IO_PATH)
         .max_buffer_size(config.socket_io.send_queue)
         .ping_interval(config.socket_io.ping_interval)
+        // Inbound packets are small; a bigger frame grows the buffer while it is read.
+        .ws_read_buffer_size(WS_READ_BUFFER)
         .build_layer();
     // One fan-out shard per worker thread: emitting is CPU-bound and never awaits.
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
