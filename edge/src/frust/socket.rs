@@ -227,7 +227,9 @@ async fn run_session(
     metrics::gauge!("switchyard_connections", "api" => "frust").increment(1.0);
     metrics::counter!("switchyard_connections_total", "api" => "frust", "protocol" => protocol_label(&s))
         .increment(1);
-    match edge.current_stats().await {
+    // The awaits around the loop are boxed: an idle session then keeps only the loop's small
+    // state alive (one per connection), not room for the largest of these futures.
+    match Box::pin(edge.current_stats()).await {
         Ok(stats) => {
             let _ = s.emit("stats", &stats);
         }
@@ -235,10 +237,10 @@ async fn run_session(
     }
     // Holding the socket past this point would keep it alive after it disconnects.
     drop(s);
-    edge.presence(&Presence::Joined {
+    Box::pin(edge.presence(&Presence::Joined {
         session: session.id.clone(),
         edge: edge.edge_id.clone(),
-    })
+    }))
     .await;
 
     loop {
@@ -249,16 +251,19 @@ async fn run_session(
             _ = gone.cancelled() => packets.try_recv().ok(),
         };
         let Some(packet) = packet else { break };
-        handle(&edge, &session, *packet).await;
+        Box::pin(handle(&edge, &session, *packet)).await;
     }
 
     drop(member);
     edge.local_sockets.fetch_sub(1, Ordering::Relaxed);
     edge.sessions.lock().remove(&session.id);
     metrics::gauge!("switchyard_connections", "api" => "frust").decrement(1.0);
-    rename(&edge, &session, None).await;
-    edge.presence(&Presence::Left {
-        session: session.id.clone(),
+    Box::pin(async {
+        rename(&edge, &session, None).await;
+        edge.presence(&Presence::Left {
+            session: session.id.clone(),
+        })
+        .await;
     })
     .await;
 }
