@@ -25,7 +25,7 @@ const SHARD_QUEUE: usize = 256;
 
 pub struct Shards {
     shards: Vec<Shard>,
-    /// Round robin: keeps shards within one socket of each other as sockets join.
+    /// Round robin over joins: even shards (leaves may skew them a little; new joins still spread).
     next: AtomicUsize,
     /// Cancelled by a drain: shards stop emitting and let go of their sockets.
     stop: CancellationToken,
