@@ -170,7 +170,9 @@ def load_idle(results: Path) -> list[tuple[str, dict]]:
             continue
         if r.get("params", {}).get("idle"):
             r["_cpu"] = read_cpu(f.with_suffix(".cpu"))
-            out.append((f.stem, r))
+            # A series' runs that share one cluster are named after it (connections-cluster/edge1).
+            name = f.stem if f.parent.name == "connections" else f"{f.parent.name}/{f.stem}"
+            out.append((name, r))
 
     def key(item):
         name, r = item
@@ -234,7 +236,8 @@ def mib(b) -> str:
 
 def idle_table(runs: list[tuple[str, dict]]) -> str:
     lines = [
-        "#### Idle connections (a fresh embedded server per row)",
+        "#### Idle connections (`connections`: a fresh embedded server per row; "
+        "`connections-cluster`: one edge of a cluster per row, all connecting at once)",
         "",
         "| run | API | connections | connected | all connected in | connect p50 | connect p99 | connect max "
         "| server RSS before | server RSS connected | bytes/connection | CPUs: server / bench / other | errors |",
