@@ -2,6 +2,8 @@
 //! of order and sometimes not at all, and every delivery must still be acked only once its fact
 //! is stored, with facts and fan-out sent in stream order.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,12 +12,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use switchyard_bus::{Acker, Bus, BusError, ConsumerSpec, Delivery, Message, PendingAck};
-use switchyard_schema::envelope::{self, FrustFanout, Inbound};
-use switchyard_schema::frust::Click;
+use switchyard_schema::envelope::{self, FrustFanout};
 use switchyard_schema::subjects::IN_FRUST_ALL;
 use switchyard_workers::Worker;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use common::{click, temp_store};
 
 #[derive(Default)]
 struct Log {
@@ -143,31 +146,10 @@ impl Acker for CheckingAcker {
     }
 }
 
-fn click(id: &str, n: u64) -> Bytes {
-    let packet = Inbound::FrustClick {
-        id: id.to_owned(),
-        session: "s".into(),
-        click: Click {
-            user: "u".into(),
-            comment: None,
-            style: None,
-            timestamp: 1_700_000_000 + n as i64,
-        },
-        session_clicks: n + 1,
-    };
-    Bytes::from(envelope::encode(&packet).unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_wait_for_stored_facts_and_sends_keep_stream_order() {
     const N: u64 = 500;
-    let dir = tempfile::tempdir().unwrap();
-    let store = switchyard_store::open(&format!(
-        "sqlite://{}",
-        dir.path().join("worker.sqlite").display()
-    ))
-    .await
-    .unwrap();
+    let (_dir, store) = temp_store().await;
     let log = Arc::new(Mutex::new(Log::default()));
     let (tx, rx) = mpsc::unbounded_channel();
     let bus = Arc::new(ScriptedBus {
