@@ -510,11 +510,11 @@ connections() {
 # with several edges, one load generator per edge, all at once; memory per connection is the sum
 # of the edges' RSS growth over all connections.
 connections_cluster() {
-  local edges=$CONN_CLUSTER_EDGES total=$CONN_CLUSTER_TOTAL i per pids=() edge_pids=() files=()
+  local edges=$CONN_CLUSTER_EDGES total=$CONN_CLUSTER_TOTAL i n per pids=() edge_pids=() files=()
   find_nats
   begin_series connections-cluster
   per=$((total / edges))
-  note "idle connections, cluster mode: $total Engine.IO v4 clients over $edges edges ($per each), one load generator per edge, all connecting at once; 3-node NATS, 1 aggregator, 1 worker"
+  note "idle connections, cluster mode: $total Engine.IO v4 clients over $edges edges (~$per each), one load generator per edge, all connecting at once; 3-node NATS, 1 aggregator, 1 worker"
   nats_cluster
   cluster_role aggregator aggregator
   cluster_role worker worker
@@ -527,8 +527,10 @@ connections_cluster() {
   wait_quiet
   for ((i = 0; i < edges; i++)); do
     files+=("$SDIR/edge$((i + 1)).json")
-    note "\$ $BIN bench --target ${targets[i]} --protocol v4 --idle --clients $per --server-pid ${edge_pids[i]} --duration $IDLE_HOLD --json ${files[i]}"
-    "$BIN" bench --target "${targets[i]}" --protocol v4 --idle --clients "$per" \
+    # The first edges take the remainder, so the total is exact.
+    n=$((per + (i < total % edges ? 1 : 0)))
+    note "\$ $BIN bench --target ${targets[i]} --protocol v4 --idle --clients $n --server-pid ${edge_pids[i]} --duration $IDLE_HOLD --json ${files[i]}"
+    "$BIN" bench --target "${targets[i]}" --protocol v4 --idle --clients "$n" \
       --server-pid "${edge_pids[i]}" --duration "$IDLE_HOLD" --json "${files[i]}" \
       >"$SDIR/edge$((i + 1)).log" 2>&1 &
     pids+=($!)

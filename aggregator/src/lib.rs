@@ -22,6 +22,7 @@ use switchyard_schema::subjects::{
 use switchyard_schema::Clock;
 use switchyard_store::Store;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use chat_presence::ChatPresenceMap;
 pub use counters::Counters;
@@ -51,11 +52,19 @@ pub struct Aggregator {
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
     config: AggregatorConfig,
+    /// Chat-leave announcements in flight (they read the store off the loop): a drain waits
+    /// for them, so the store is not closed under them.
+    chat_leaves: TaskTracker,
 }
 
 impl Aggregator {
     pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>, config: AggregatorConfig) -> Self {
-        Self { bus, store, config }
+        Self {
+            bus,
+            store,
+            config,
+            chat_leaves: TaskTracker::new(),
+        }
     }
 
     /// Runs until `shutdown` is cancelled and the facts stream has drained.
@@ -156,6 +165,8 @@ impl Aggregator {
                 _ = sleep_until(drain_deadline) => break,
             }
         }
+        self.chat_leaves.close();
+        self.chat_leaves.wait().await;
         tracing::info!("aggregator drained and stopped");
         Ok(())
     }
@@ -202,7 +213,7 @@ impl Aggregator {
     /// Tells the members of `user`'s rooms that the user left (off the loop: it reads the store).
     fn announce_chat_leave(&self, user: String) {
         let (bus, store) = (self.bus.clone(), self.store.clone());
-        tokio::spawn(async move {
+        self.chat_leaves.spawn(async move {
             let rooms = match store.rooms_of(&user).await {
                 Ok(rooms) => rooms,
                 Err(e) => return tracing::error!(error = %e, "cannot read rooms for chat-leave"),
