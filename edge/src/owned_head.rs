@@ -80,4 +80,27 @@ mod tests {
         assert_eq!(copy["connection"], "keep-alive, Upgrade");
         assert_ne!(copy["connection"].as_bytes().as_ptr(), buffer.as_ptr());
     }
+
+    /// What hyper does: the URI (and axum's `OriginalUri`) are slices of the read buffer.
+    #[test]
+    fn the_uri_and_original_uri_no_longer_point_into_the_read_buffer() {
+        let buffer = Bytes::from_static(b"/api/socket.io/?EIO=4&transport=websocket");
+        let inside = |p: *const u8| buffer.as_ptr_range().contains(&p);
+        let shared = Uri::from_maybe_shared(buffer.clone()).unwrap();
+        assert!(
+            inside(shared.path().as_ptr()),
+            "the setup shares the buffer"
+        );
+        let mut request = Request::builder()
+            .uri(shared.clone())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(OriginalUri(shared.clone()));
+        let after = owned(request);
+        assert_eq!(after.uri(), &shared);
+        assert!(!inside(after.uri().path().as_ptr()));
+        let OriginalUri(original) = after.extensions().get::<OriginalUri>().unwrap();
+        assert_eq!(original, &shared);
+        assert!(!inside(original.path().as_ptr()));
+    }
 }
