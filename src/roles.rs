@@ -101,7 +101,8 @@ async fn connect_nats(common: &Common, urls: &str, roles: Roles) -> anyhow::Resu
     let opts = NatsOptions {
         urls,
         replicas: common.nats_replicas.max(1),
-        name: format!("switchyard-{}", roles.label()),
+        // The pid tells an operator (and the chaos suite) which process a connection is.
+        name: format!("switchyard-{}-{}", roles.label(), std::process::id()),
     };
     Ok(Arc::new(NatsBus::connect(opts).await?))
 }
