@@ -182,10 +182,6 @@ pub struct Common {
     )]
     pub log_format: LogFormat,
 
-    /// Chat: tokens, limits, caps (`--help` shows them under "Chat").
-    #[command(flatten)]
-    pub chat: ChatArgs,
-
     /// Socket.IO: packets queued per socket before it is dropped as a slow consumer.
     #[arg(
         long,
@@ -279,6 +275,11 @@ pub struct Common {
     /// Testing: start the clock at this Unix time (it then runs at real speed).
     #[arg(long, env = "SWITCHYARD_CLOCK_START", hide = true, global = true)]
     pub clock_start: Option<i64>,
+
+    /// Chat: tokens, limits, caps (`--help` shows them under "Chat"). Last: the heading would
+    /// also cover any argument after it.
+    #[command(flatten)]
+    pub chat: ChatArgs,
 }
 
 /// Chat settings: tokens, websocket limits and the REST caps. Every limit is checked at start:
