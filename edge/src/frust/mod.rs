@@ -59,6 +59,7 @@ pub struct FrustEdge {
 pub async fn start(
     config: &EdgeConfig,
     limits: Arc<crate::limits::Limits>,
+    held: crate::held::Held,
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<(Arc<FrustEdge>, Router, SocketIoLayer, Vec<JoinHandle<()>>)> {
@@ -87,7 +88,7 @@ pub async fn start(
         limits,
         rest_cache: Default::default(),
         closing: Default::default(),
-        held: crate::held::Held::new(config.held_bytes),
+        held,
     });
     socket::register(&edge);
     tasks.push(fanout::spawn(edge.clone()).await?);
