@@ -35,6 +35,8 @@ const FRUST_IN_FLIGHT: usize = 256;
 const FRUST_UNACKED: usize = 4 * FRUST_IN_FLIGHT;
 /// With shutdown requested, a worker stops once its stream has been idle this long.
 const DRAIN_IDLE: Duration = Duration::from_millis(300);
+/// With shutdown requested, a worker takes new deliveries for at most this long.
+const DRAIN_INTAKE: Duration = Duration::from_secs(1);
 /// Default for [`Worker::with_persist_attempts`].
 pub const DEFAULT_PERSIST_ATTEMPTS: u32 = 10;
 
@@ -343,21 +345,35 @@ async fn ack(delivery: Delivery) {
     }
 }
 
-/// The stream, ending once shutdown is requested and no delivery arrived for `DRAIN_IDLE`.
+/// The stream, ending once shutdown is requested and then either no delivery arrived for
+/// `DRAIN_IDLE` or `DRAIN_INTAKE` passed: under steady load the stream is never idle, and a
+/// drain must end in bounded time. What this worker fetched but did not take is redelivered
+/// to another worker after the ack wait.
 fn until_drained(
     deliveries: futures::stream::BoxStream<'static, Delivery>,
     shutdown: CancellationToken,
 ) -> futures::stream::BoxStream<'static, Delivery> {
+    let intake_ends: Option<tokio::time::Instant> = None;
     futures::stream::unfold(
-        (deliveries, shutdown),
-        |(mut deliveries, shutdown)| async move {
-            let next = tokio::select! {
-                d = deliveries.next() => d,
-                _ = shutdown.cancelled() => {
-                    tokio::time::timeout(DRAIN_IDLE, deliveries.next()).await.ok().flatten()
+        (deliveries, shutdown, intake_ends),
+        |(mut deliveries, shutdown, mut intake_ends)| async move {
+            let next = match intake_ends {
+                None => tokio::select! {
+                    d = deliveries.next() => d,
+                    _ = shutdown.cancelled() => {
+                        intake_ends = Some(tokio::time::Instant::now() + DRAIN_INTAKE);
+                        tokio::time::timeout(DRAIN_IDLE, deliveries.next()).await.ok().flatten()
+                    }
+                },
+                Some(end) => {
+                    let idle = tokio::time::Instant::now() + DRAIN_IDLE;
+                    tokio::time::timeout_at(idle.min(end), deliveries.next())
+                        .await
+                        .ok()
+                        .flatten()
                 }
             };
-            next.map(|d| (d, (deliveries, shutdown)))
+            next.map(|d| (d, (deliveries, shutdown, intake_ends)))
         },
     )
     .boxed()
@@ -465,5 +481,53 @@ fn fan_out_of(packet: &Inbound) -> (String, Bytes) {
             };
             (out_chat_room(&message.room_id), encoded(&out))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_bus::{Acker, BusError};
+
+    struct NoAck;
+
+    #[async_trait::async_trait]
+    impl Acker for NoAck {
+        async fn ack(self: Box<Self>) -> Result<(), BusError> {
+            Ok(())
+        }
+    }
+
+    /// A stream that is never idle: a delivery every 50 ms, forever.
+    fn steady_load() -> futures::stream::BoxStream<'static, Delivery> {
+        futures::stream::unfold(0u64, |seq| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let d = Delivery {
+                subject: "in.frust.click".into(),
+                payload: Bytes::new(),
+                seq,
+                acker: Box::new(NoAck),
+            };
+            Some((d, seq + 1))
+        })
+        .boxed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_under_steady_load_stops_taking_deliveries() {
+        let shutdown = CancellationToken::new();
+        let mut stream = until_drained(steady_load(), shutdown.clone());
+        for _ in 0..10 {
+            stream.next().await.expect("flows before shutdown");
+        }
+        shutdown.cancel();
+        let cancelled_at = tokio::time::Instant::now();
+        let mut taken = 0;
+        while stream.next().await.is_some() {
+            taken += 1;
+        }
+        // Virtual time: the intake window, not the load, decides when the stream ends.
+        assert!(cancelled_at.elapsed() <= DRAIN_INTAKE + Duration::from_millis(60));
+        assert!(taken <= 21, "{taken} deliveries taken after shutdown");
     }
 }

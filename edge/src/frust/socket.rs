@@ -23,8 +23,14 @@ use super::shards::Member;
 use super::{encoded, FrustEdge};
 use crate::limits::{ConnectionLimiter, Verdict};
 
-/// Packets one socket may have waiting; past this it is flooding and packets are dropped.
-const SESSION_QUEUE: usize = 64;
+/// Packets one socket may have waiting. A socket's packets are published one after another,
+/// so through a JetStream election (up to the 30 s publish budget) they pile up here: room
+/// for a client at the per-connection rate limit (50/s) for the whole budget. Each queued
+/// packet also holds [`QUEUED_CHARGE`] of the edge's held-bytes budget, which bounds the edge.
+const SESSION_QUEUE: usize = 1536;
+/// What one queued packet counts against the edge's held bytes (a Frust packet, parsed, is a
+/// few hundred bytes; its size is not known before it is validated).
+const QUEUED_CHARGE: usize = 512;
 
 /// Queued boxed: a channel allocates its first 32 slots up front, for every socket, most of
 /// which never send; 32 pointers cost 256 bytes where 32 packets cost 2 KiB.
@@ -50,6 +56,8 @@ struct Packet {
     kind: Kind,
     data: Option<Value>,
     ack: AckSender,
+    /// Its share of the edge's held bytes, from arrival until the stream answered.
+    _hold: crate::held::Hold,
 }
 
 /// The acknowledgement: `ok` once the packet is durably accepted, or why it was not.
@@ -150,18 +158,26 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
         ("click", Kind::Click),
         ("event", Kind::Event),
     ] {
-        let (tx, limiter) = (tx.clone(), limiter.clone());
+        let (tx, limiter, held) = (tx.clone(), limiter.clone(), edge.held.clone());
         s.on(
             event,
             move |s: SocketRef, ack: AckSender, TryData::<Value>(data)| {
                 count_in(event);
                 if let Some(ack) = admitted(&limiter, s, ack) {
-                    let packet = Packet {
-                        kind,
-                        data: data.ok(),
-                        ack,
-                    };
-                    enqueue(&tx, Box::new(packet));
+                    match held.try_hold("frust", QUEUED_CHARGE) {
+                        Some(hold) => {
+                            let packet = Packet {
+                                kind,
+                                data: data.ok(),
+                                ack,
+                                _hold: hold,
+                            };
+                            enqueue(&tx, Box::new(packet));
+                        }
+                        None => {
+                            let _ = ack.send(&Ack::from(Refusal::Overloaded));
+                        }
+                    }
                 }
                 std::future::ready(())
             },
@@ -404,11 +420,8 @@ async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) -> Result
 /// Hands a packet to the durable stream; only an acknowledged append counts as accepted.
 async fn publish_inbound(edge: &FrustEdge, subject: &str, packet: &Inbound) -> Result<(), Refusal> {
     let started = std::time::Instant::now();
+    // (The packet holds its share of the edge's held bytes since it arrived: QUEUED_CHARGE.)
     let payload = encoded(packet);
-    // Held until the stream answers: through an election that can be the whole budget.
-    let Some(_hold) = edge.held.try_hold("frust", payload.len()) else {
-        return Err(Refusal::Overloaded);
-    };
     match edge
         .bus
         .publish_durable(subject, packet.id(), payload)
