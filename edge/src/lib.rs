@@ -8,7 +8,9 @@ mod coalesce;
 mod dedup;
 pub(crate) mod frust;
 pub mod limits;
+pub mod occupancy;
 mod owned_head;
+pub mod refusals;
 mod static_files;
 
 /// Sharded per-socket fan-out of Frust events (public for the `fanout` benchmark).
