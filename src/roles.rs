@@ -1,7 +1,6 @@
 //! Starts the roles a process runs, serves HTTP, and drains them in order on SIGTERM:
 //! clients first (their disconnects still publish), then workers, then the aggregator.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Common;
 use crate::ops;
+use crate::serve::{self, ByteRate, ServeConfig};
 
 /// How long in-flight HTTP requests may run on during a drain.
 const HTTP_GRACE: Duration = Duration::from_secs(2);
@@ -132,6 +132,25 @@ fn chat_config(common: &Common) -> anyhow::Result<ChatConfig> {
     })
 }
 
+fn serve_config(common: &Common) -> ServeConfig {
+    ServeConfig {
+        max_connections: common.max_connections as usize,
+        max_connections_per_ip: common.max_connections_per_ip as usize,
+        trusted_proxies: common.trusted_proxies.clone(),
+        header_timeout: Duration::from_millis(common.http_header_timeout_ms),
+        idle_timeout: Duration::from_millis(common.http_idle_timeout_ms),
+        body_timeout: Duration::from_millis(common.http_body_timeout_ms),
+        max_body: common.http_max_body as usize,
+        max_header_bytes: common.http_max_header_bytes as usize,
+        read_rate: ByteRate {
+            per_second: common.conn_read_rate,
+            burst: common.conn_read_burst,
+        },
+        tcp_keepalive: (common.tcp_keepalive_secs > 0)
+            .then(|| Duration::from_secs(common.tcp_keepalive_secs)),
+    }
+}
+
 fn limits_config(common: &Common) -> LimitsConfig {
     let rate = |per_second, burst| Rate { per_second, burst };
     LimitsConfig {
@@ -207,17 +226,12 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     ready.set(true);
 
     let stop_http = CancellationToken::new();
-    let server = tokio::spawn(
-        axum::serve(
-            // Small realtime frames must not wait for Nagle's algorithm.
-            axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            }),
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop_http.clone().cancelled_owned())
-        .into_future(),
-    );
+    let server = tokio::spawn(serve::serve(
+        listener,
+        app,
+        serve_config(&common),
+        stop_http.clone(),
+    ));
 
     shutdown_signal().await;
     let drain = Duration::from_secs(common.drain_timeout_secs);
