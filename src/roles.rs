@@ -205,6 +205,11 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
                     socket_io: SocketIoConfig {
                         send_queue: common.sio_send_queue.max(16),
                         ping_interval: Duration::from_millis(common.sio_ping_interval_ms.max(100)),
+                        max_payload: common.sio_max_payload as usize,
+                        max_attachments: common.sio_max_attachments as usize,
+                        handshake_timeout: Duration::from_millis(common.sio_handshake_timeout_ms),
+                        max_sessions: common.max_connections as usize,
+                        max_sessions_per_ip: common.max_connections_per_ip as usize,
                     },
                 },
                 bus.clone(),
