@@ -2,7 +2,8 @@
 //! handshake (a request without `sid`, either protocol version, polling or websocket) is
 //! refused with 429 when its address opens sessions too fast, holds too many, or has too many
 //! handshakes younger than the handshake timeout (sessions that never join the namespace are
-//! invisible to the session cap until they expire), and with 503 when this edge is full. Once a drain begins, new Socket.IO handshakes and `/chat` upgrades
+//! invisible to the session cap until they expire), and with 503 when this edge is full.
+//! Once a drain begins, new Socket.IO handshakes and `/chat` upgrades
 //! are refused with 503, so clients told to reconnect land on another edge, while sessions
 //! already here (Socket.IO polls carry their `sid`) still fetch their close packet.
 
@@ -18,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::frust::SOCKET_IO_PATH;
 use crate::limits::Limits;
-use crate::occupancy::{Full, Occupancy};
+use crate::occupancy::{Expiring, Full, Occupancy};
 use crate::refusals;
 
 #[derive(Clone)]
@@ -27,9 +28,10 @@ pub struct Admission {
     limits: Arc<Limits>,
     /// Socket.IO sessions open on this edge.
     sessions: Arc<Occupancy>,
-    /// Handshakes admitted within the last `handshake_window`, capped like sessions.
+    /// Handshakes admitted within the handshake window, capped like sessions.
     handshakes: Arc<Occupancy>,
-    handshake_window: Duration,
+    /// Holds each handshake's place for the window.
+    young: Arc<Expiring>,
 }
 
 /// What a request would open.
@@ -49,7 +51,7 @@ impl Admission {
             limits,
             sessions,
             handshakes,
-            handshake_window,
+            young: Expiring::new(handshake_window),
         }
     }
 
@@ -103,11 +105,7 @@ impl Admission {
         match admitted {
             Ok(handshake) => {
                 // Given back once the session joined (and counts as one) or was closed.
-                let window = self.handshake_window;
-                tokio::spawn(async move {
-                    tokio::time::sleep(window).await;
-                    drop(handshake);
-                });
+                self.young.hold(handshake);
                 None
             }
             Err((Full::Client, reason)) => {

@@ -2,11 +2,13 @@
 //! and per client (an IPv4 address or an IPv6 /64). A `Slot` is held for as long as the thing
 //! it counts lives; dropping it gives the place back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::time::Instant;
 
 use crate::limits::client_key;
 
@@ -118,6 +120,50 @@ impl Drop for Slot {
     }
 }
 
+/// Slots given back a fixed time after they were handed over. They expire in the order they
+/// came, so one queue swept by one task does it (56 bytes a slot, not a timer task each).
+pub struct Expiring {
+    after: Duration,
+    queue: Mutex<VecDeque<(Instant, Slot)>>,
+}
+
+impl Expiring {
+    pub fn new(after: Duration) -> Arc<Self> {
+        let expiring = Arc::new(Self {
+            after,
+            queue: Mutex::default(),
+        });
+        let weak = Arc::downgrade(&expiring);
+        let every = (after / 10).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(expiring) = weak.upgrade() else {
+                    return;
+                };
+                expiring.sweep(Instant::now());
+            }
+        });
+        expiring
+    }
+
+    pub fn hold(&self, slot: Slot) {
+        self.queue
+            .lock()
+            .push_back((Instant::now() + self.after, slot));
+    }
+
+    fn sweep(&self, now: Instant) {
+        let expired: Vec<Slot> = {
+            let mut queue = self.queue.lock();
+            let due = queue.iter().take_while(|(at, _)| *at <= now).count();
+            queue.drain(..due).map(|(_, slot)| slot).collect()
+        };
+        drop(expired); // given back outside the queue's lock
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +205,24 @@ mod tests {
             .collect();
         drop(slots);
         assert!(o.held.lock().per_client.is_empty());
+        assert_eq!(o.total(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiring_slots_are_given_back_after_their_time_and_not_before() {
+        let o = Occupancy::new(10, 2);
+        let young = Expiring::new(Duration::from_secs(10));
+        young.hold(o.try_hold(ip("1.1.1.1")).unwrap());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        young.hold(o.try_hold(ip("1.1.1.1")).unwrap());
+        assert_eq!(o.try_hold(ip("1.1.1.1")).err(), Some(Full::Client));
+        tokio::time::sleep(Duration::from_millis(5_500)).await;
+        assert_eq!(
+            o.total(),
+            1,
+            "the first expired, the second has 4.5 s to go"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(o.total(), 0);
     }
 }
