@@ -6,6 +6,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { withServer, sleep, midHourClock } from './lib/server.mjs';
 import { closeAllClients } from './lib/clients.mjs';
 import {
@@ -240,5 +241,25 @@ test('sessions per address are capped at the handshake, joined (v3) or never joi
     });
     assert.ok(await metric(server, 'switchyard_rejects_total', { api: 'frust', reason: 'handshakes_per_ip' }) >= 30);
     assert.ok(await metric(server, 'switchyard_rejects_total', { api: 'frust', reason: 'max_sessions_per_ip' }) >= 1);
+  });
+});
+
+test('out of file descriptors: a warning at start, accept errors backed off and counted, served again after', { timeout: 30_000 }, async (t) => {
+  if (!fs.existsSync('/usr/bin/prlimit')) return t.skip('needs prlimit (util-linux) to lower RLIMIT_NOFILE');
+  const opts = serverWith('attack-emfile', { SWITCHYARD_MAX_CONNECTIONS: '1000', SWITCHYARD_MAX_CONNECTIONS_PER_IP: '1000' });
+  await withServer({ ...opts, wrapper: ['/usr/bin/prlimit', '--nofile=256:256'] }, async (server) => {
+    assert.equal(logLines(server, 'RLIMIT_NOFILE (256) is below SWITCHYARD_MAX_CONNECTIONS (1000)').length, 1);
+    const polite = await politeClick(server);
+    const conns = await openTcp(server, 400); // more than the process may open
+    await sleep(1000);
+    await politeClick(server, { client: polite }); // a connection already in is served
+    // The silent ones go at the header timeout; then there are descriptors again.
+    assert.equal(await closedWithin(conns, 10_000), conns.length, 'every silent connection closed');
+    destroyAll(conns);
+    (await politeClick(server)).close();
+    polite.close();
+    assert.ok(await metric(server, 'switchyard_accept_errors_total', { kind: 'fd_limit' }) >= 1);
+    const lines = logLines(server, 'accept failed; backing off');
+    assert.ok(lines.length >= 1 && lines.length <= 2, `one line per 10 s: ${lines.length}`);
   });
 });
