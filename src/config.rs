@@ -39,9 +39,34 @@ pub enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: u64,
     },
+    /// Inbound packets the workers could not persist (cluster mode: the DEAD stream).
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Load generator: real clients against running edges; latency, throughput, errors.
     /// `switchyard bench merge a.json b.json` merges several processes' results.
     Bench(Box<switchyard_loadgen::BenchArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// Print each dead letter as one JSON line: seq, subject, id, error, attempts, failed_at_ms.
+    List {
+        /// Print at most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Publish dead letters to their inbound subject again (same packet id: persisting stays
+    /// idempotent), then delete them from the DEAD stream.
+    Redrive {
+        /// The stream sequences to re-drive (from `list`).
+        #[arg(long = "seq", required_unless_present = "all")]
+        seqs: Vec<u64>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "seqs")]
+        all: bool,
+    },
 }
 
 /// A number flag with a floor: values below it are refused with a clear error, never raised.
@@ -98,14 +123,42 @@ pub struct Common {
     #[arg(long, env = "SWITCHYARD_NATS", global = true)]
     pub nats: Option<String>,
 
-    /// JetStream stream replicas (3 on a 3-node NATS cluster).
+    /// JetStream stream replicas; unset: min(3, servers in the NATS cluster).
+    #[arg(long, env = "SWITCHYARD_NATS_REPLICAS", global = true, value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub nats_replicas: Option<u64>,
+
+    /// How long an edge holds an inbound packet and retries its durable publish (same
+    /// Nats-Msg-Id) before refusing it, in milliseconds; outlasts a JetStream election.
     #[arg(
         long,
-        env = "SWITCHYARD_NATS_REPLICAS",
-        default_value_t = 1,
-        global = true
+        env = "SWITCHYARD_PUBLISH_BUDGET_MS",
+        default_value_t = 30_000,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1000..)
     )]
-    pub nats_replicas: usize,
+    pub publish_budget_ms: u64,
+
+    /// Bytes of inbound packets one edge may hold while the stream has not confirmed them;
+    /// beyond, packets are refused (`held_full`).
+    #[arg(
+        long,
+        env = "SWITCHYARD_HELD_BYTES",
+        default_value_t = 32 * 1024 * 1024,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1024..)
+    )]
+    pub held_bytes: u64,
+
+    /// Attempts to persist one inbound packet while the store otherwise works, before it goes
+    /// to the dead-letter stream and its partition moves on.
+    #[arg(
+        long,
+        env = "SWITCHYARD_PERSIST_ATTEMPTS",
+        default_value_t = 10,
+        global = true,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub persist_attempts: u32,
 
     /// How often edges report their connections to the aggregator, in milliseconds.
     #[arg(
@@ -186,46 +239,6 @@ pub struct Common {
         global = true
     )]
     pub log_format: LogFormat,
-
-    /// Chat: HS256 secret for user tokens.
-    #[arg(
-        long,
-        env = "SWITCHYARD_JWT_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
-    pub jwt_secret: Option<String>,
-
-    /// Chat: PEM file with an RSA or EC public key for RS256/ES256 user tokens.
-    #[arg(long, env = "SWITCHYARD_JWT_PUBLIC_KEY", global = true)]
-    pub jwt_public_key: Option<PathBuf>,
-
-    /// Chat: bearer token that may manage any room over REST.
-    #[arg(
-        long,
-        env = "SWITCHYARD_ADMIN_TOKEN",
-        hide_env_values = true,
-        global = true
-    )]
-    pub admin_token: Option<String>,
-
-    /// Chat: largest packet a client may send, in bytes.
-    #[arg(
-        long,
-        env = "SWITCHYARD_CHAT_MAX_FRAME",
-        default_value_t = 65_536,
-        global = true
-    )]
-    pub chat_max_frame: usize,
-
-    /// Chat: packets queued per connection before it is dropped as a slow consumer.
-    #[arg(
-        long,
-        env = "SWITCHYARD_CHAT_SEND_QUEUE",
-        default_value_t = 1024,
-        global = true
-    )]
-    pub chat_send_queue: usize,
 
     /// Socket.IO: packets queued per socket before it is dropped as a slow consumer.
     #[arg(
@@ -317,7 +330,26 @@ pub struct Common {
     )]
     pub trusted_proxies: Vec<switchyard_edge::limits::IpRange>,
 
-    // ---- Transport limits (HTTP server and Socket.IO transport; README "Limits") ----
+    /// Testing: start the clock at this Unix time (it then runs at real speed).
+    #[arg(long, env = "SWITCHYARD_CLOCK_START", hide = true, global = true)]
+    pub clock_start: Option<i64>,
+
+    /// Connection, timeout and size limits of the HTTP server and the Socket.IO transport
+    /// (`--help` shows them under "Transport limits"; README "Limits").
+    #[command(flatten)]
+    pub transport: TransportArgs,
+
+    /// Chat: tokens, limits, caps (`--help` shows them under "Chat"). Last: the heading would
+    /// also cover any argument after it.
+    #[command(flatten)]
+    pub chat: ChatArgs,
+}
+
+/// Transport limits: what any client, authenticated or not, can make a process hold. Every
+/// value is checked at start (`Common::validate` for those that depend on each other).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Transport limits")]
+pub struct TransportArgs {
     /// Open TCP connections per process (websockets included), and Socket.IO sessions per edge.
     #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 20_000,
         value_parser = at_least(1), global = true)]
@@ -396,33 +428,192 @@ pub struct Common {
     #[arg(long, env = "SWITCHYARD_SIO_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,
         value_parser = at_least(100), global = true)]
     pub sio_handshake_timeout_ms: u64,
-    // ---- end of transport limits ----
-    /// Testing: start the clock at this Unix time (it then runs at real speed).
-    #[arg(long, env = "SWITCHYARD_CLOCK_START", hide = true, global = true)]
-    pub clock_start: Option<i64>,
+}
+
+/// Chat settings: tokens, websocket limits and the REST caps. Every limit is checked at start:
+/// a value that cannot work is an error, never silently raised.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Chat")]
+pub struct ChatArgs {
+    /// HS256 secret for user tokens (use 32 or more random bytes; shorter ones are warned about).
+    #[arg(
+        long,
+        env = "SWITCHYARD_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with an RSA or EC public key for RS256/ES256 user tokens.
+    #[arg(long, env = "SWITCHYARD_JWT_PUBLIC_KEY", global = true)]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Tokens must carry this issuer (`iss`); unset: any or none.
+    #[arg(long, env = "SWITCHYARD_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+
+    /// Tokens must carry this audience (`aud`); unset: tokens naming an audience are refused.
+    #[arg(long, env = "SWITCHYARD_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+
+    /// Longest accepted user id (`sub`), in bytes.
+    #[arg(
+        long,
+        env = "SWITCHYARD_JWT_MAX_SUB_BYTES",
+        default_value_t = 128,
+        global = true
+    )]
+    pub jwt_max_sub_bytes: usize,
+
+    /// Bearer token that may manage any room over REST.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Largest packet a client may send, in bytes (at least 256).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_MAX_FRAME",
+        default_value_t = 65_536,
+        global = true
+    )]
+    pub chat_max_frame: usize,
+
+    /// Packets queued per connection before it is dropped as a slow consumer (at least 16).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_SEND_QUEUE",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub chat_send_queue: usize,
+
+    /// How often the server pings each /chat connection, in milliseconds (at least 100).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_PING_INTERVAL_MS",
+        default_value_t = 25_000,
+        global = true
+    )]
+    pub chat_ping_interval_ms: u64,
+
+    /// A /chat connection silent this long (no frame, no pong) is closed (4002), in
+    /// milliseconds; longer than the ping interval.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_IDLE_TIMEOUT_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub chat_idle_timeout_ms: u64,
+
+    /// Estimated heap bytes the edge's room membership cache may hold.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_ROOM_CACHE_BYTES",
+        default_value_t = 64 << 20,
+        global = true
+    )]
+    pub chat_room_cache_bytes: usize,
+
+    /// Chat REST requests per second from one client IP (checked before the token).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_REST_RATE_IP",
+        default_value_t = 50,
+        global = true
+    )]
+    pub chat_rest_rate_ip: u32,
+
+    /// Chat REST requests one client IP may send in a burst.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_REST_RATE_IP_BURST",
+        default_value_t = 200,
+        global = true
+    )]
+    pub chat_rest_rate_ip_burst: u32,
+
+    /// Chat REST requests per second from one user.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_REST_RATE_USER",
+        default_value_t = 10,
+        global = true
+    )]
+    pub chat_rest_rate_user: u32,
+
+    /// Chat REST requests one user may send in a burst.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_REST_RATE_USER_BURST",
+        default_value_t = 50,
+        global = true
+    )]
+    pub chat_rest_rate_user_burst: u32,
+
+    /// Rooms one user may create per interval (all at once, then refilled evenly).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_ROOM_CREATES",
+        default_value_t = 20,
+        global = true
+    )]
+    pub chat_room_creates: u32,
+
+    /// The interval of SWITCHYARD_CHAT_ROOM_CREATES, in seconds.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_ROOM_CREATE_INTERVAL_SECS",
+        default_value_t = 3600,
+        global = true
+    )]
+    pub chat_room_create_interval_secs: u64,
+
+    /// Members one room may have.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_MAX_ROOM_MEMBERS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub chat_max_room_members: usize,
+
+    /// Rooms one user may be a member of.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_MAX_ROOMS_PER_USER",
+        default_value_t = 500,
+        global = true
+    )]
+    pub chat_max_rooms_per_user: usize,
 }
 
 impl Common {
     /// Checks between flags that clap cannot express one flag at a time.
     pub fn validate(&self) -> Result<(), String> {
-        if self.sio_max_payload > self.http_max_body {
+        if self.transport.sio_max_payload > self.transport.http_max_body {
             return Err(format!(
                 "SWITCHYARD_SIO_MAX_PAYLOAD ({}) exceeds SWITCHYARD_HTTP_MAX_BODY ({}): polling \
                  requests that Socket.IO accepts would be refused as HTTP bodies",
-                self.sio_max_payload, self.http_max_body
+                self.transport.sio_max_payload, self.transport.http_max_body
             ));
         }
-        if self.conn_read_burst < self.sio_max_payload {
+        if self.transport.conn_read_burst < self.transport.sio_max_payload {
             return Err(format!(
                 "SWITCHYARD_CONN_READ_BURST ({}) is below SWITCHYARD_SIO_MAX_PAYLOAD ({}): one \
                  allowed message would not fit in a burst",
-                self.conn_read_burst, self.sio_max_payload
+                self.transport.conn_read_burst, self.transport.sio_max_payload
             ));
         }
-        if self.max_connections_per_ip > self.max_connections {
+        if self.transport.max_connections_per_ip > self.transport.max_connections {
             return Err(format!(
                 "SWITCHYARD_MAX_CONNECTIONS_PER_IP ({}) exceeds SWITCHYARD_MAX_CONNECTIONS ({})",
-                self.max_connections_per_ip, self.max_connections
+                self.transport.max_connections_per_ip, self.transport.max_connections
             ));
         }
         Ok(())
@@ -440,8 +631,8 @@ mod tests {
     #[test]
     fn transport_limits_have_defaults_and_refuse_values_below_their_floor() {
         let cli = parse(&[]).unwrap();
-        assert_eq!(cli.common.max_connections, 20_000);
-        assert_eq!(cli.common.sio_max_payload, 8192);
+        assert_eq!(cli.common.transport.max_connections, 20_000);
+        assert_eq!(cli.common.transport.sio_max_payload, 8192);
         assert!(cli.common.validate().is_ok());
         for bad in [
             ["--max-connections", "0"],

@@ -3,6 +3,7 @@
 //! `aggregator` run one role each over NATS (cluster mode).
 
 mod config;
+mod dead_letters;
 mod ops;
 mod roles;
 mod serve;
@@ -35,6 +36,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Token { sub, ttl } => {
                 let secret = common
+                    .chat
                     .jwt_secret
                     .as_deref()
                     .context("set SWITCHYARD_JWT_SECRET to mint tokens")?;
@@ -44,7 +46,8 @@ fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
-            Command::Bench(args) => switchyard_loadgen::run(*args, common.jwt_secret).await,
+            Command::DeadLetters { action } => dead_letters::run(&common, action).await,
+            Command::Bench(args) => switchyard_loadgen::run(*args, common.chat.jwt_secret).await,
         }
     })
 }

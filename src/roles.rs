@@ -8,6 +8,7 @@ use anyhow::Context;
 use switchyard_aggregator::{Aggregator, AggregatorConfig};
 use switchyard_bus::{Bus, InProcessBus, NatsBus, NatsOptions};
 use switchyard_edge::chat::auth::ChatAuthConfig;
+use switchyard_edge::chat::quotas::{RestLimits, RoomCreateQuota};
 use switchyard_edge::chat::ChatConfig;
 use switchyard_edge::limits::{LimitsConfig, Rate};
 use switchyard_edge::{Edge, EdgeConfig, SocketIoConfig};
@@ -51,6 +52,12 @@ impl Roles {
         worker: false,
         aggregator: true,
     };
+    /// No role: a command-line tool talking to the cluster.
+    pub const NONE: Roles = Roles {
+        edge: false,
+        worker: false,
+        aggregator: false,
+    };
 
     fn is_all(&self) -> bool {
         self.edge && self.worker && self.aggregator
@@ -58,6 +65,7 @@ impl Roles {
 
     fn label(&self) -> &'static str {
         match (self.edge, self.worker, self.aggregator) {
+            (false, false, false) => "cli",
             (true, true, true) => "all",
             (true, false, false) => "edge",
             (false, true, false) => "worker",
@@ -91,7 +99,11 @@ async fn connect_bus(common: &Common, roles: Roles) -> anyhow::Result<Arc<dyn Bu
     }
 }
 
-async fn connect_nats(common: &Common, urls: &str, roles: Roles) -> anyhow::Result<Arc<dyn Bus>> {
+pub async fn connect_nats(
+    common: &Common,
+    urls: &str,
+    roles: Roles,
+) -> anyhow::Result<Arc<dyn Bus>> {
     let urls: Vec<String> = urls
         .split(',')
         .map(|u| u.trim().to_owned())
@@ -99,10 +111,13 @@ async fn connect_nats(common: &Common, urls: &str, roles: Roles) -> anyhow::Resu
         .collect();
     anyhow::ensure!(!urls.is_empty(), "SWITCHYARD_NATS names no server");
     let opts = NatsOptions {
-        urls,
-        replicas: common.nats_replicas.max(1),
+        replicas: common.nats_replicas.map(|n| n as usize),
+        publish_budget: Duration::from_millis(common.publish_budget_ms),
         // The pid tells an operator (and the chaos suite) which process a connection is.
-        name: format!("switchyard-{}-{}", roles.label(), std::process::id()),
+        ..NatsOptions::new(
+            urls,
+            format!("switchyard-{}-{}", roles.label(), std::process::id()),
+        )
     };
     Ok(Arc::new(NatsBus::connect(opts).await?))
 }
@@ -115,39 +130,60 @@ fn clock(common: &Common) -> Clock {
 }
 
 fn chat_config(common: &Common) -> anyhow::Result<ChatConfig> {
-    let jwt_public_key_pem = match &common.jwt_public_key {
+    let chat = &common.chat;
+    let jwt_public_key_pem = match &chat.jwt_public_key {
         Some(path) => {
             Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
         }
         None => None,
     };
-    Ok(ChatConfig {
+    let rate = |per_second, burst| Rate { per_second, burst };
+    let config = ChatConfig {
         auth: ChatAuthConfig {
-            jwt_secret: common.jwt_secret.clone().filter(|s| !s.is_empty()),
+            jwt_secret: chat.jwt_secret.clone().filter(|s| !s.is_empty()),
             jwt_public_key_pem,
-            admin_token: common.admin_token.clone(),
+            admin_token: chat.admin_token.clone(),
+            issuer: chat.jwt_issuer.clone().filter(|s| !s.is_empty()),
+            audience: chat.jwt_audience.clone().filter(|s| !s.is_empty()),
+            max_sub_bytes: chat.jwt_max_sub_bytes,
         },
-        max_frame: common.chat_max_frame.max(256),
-        send_queue: common.chat_send_queue.max(16),
-    })
+        max_frame: chat.chat_max_frame,
+        send_queue: chat.chat_send_queue,
+        ping_interval: Duration::from_millis(chat.chat_ping_interval_ms),
+        idle_timeout: Duration::from_millis(chat.chat_idle_timeout_ms),
+        room_cache_bytes: chat.chat_room_cache_bytes,
+        rest: RestLimits {
+            per_ip: rate(chat.chat_rest_rate_ip, chat.chat_rest_rate_ip_burst),
+            per_user: rate(chat.chat_rest_rate_user, chat.chat_rest_rate_user_burst),
+            room_creates: RoomCreateQuota {
+                count: chat.chat_room_creates,
+                per: Duration::from_secs(chat.chat_room_create_interval_secs),
+            },
+            max_room_members: chat.chat_max_room_members,
+            max_rooms_per_user: chat.chat_max_rooms_per_user,
+        },
+    };
+    // Checked (clear errors, no clamping) when the edge starts.
+    Ok(config)
 }
 
 fn serve_config(common: &Common) -> ServeConfig {
+    let t = &common.transport;
     ServeConfig {
-        max_connections: common.max_connections as usize,
-        max_connections_per_ip: common.max_connections_per_ip as usize,
+        max_connections: t.max_connections as usize,
+        max_connections_per_ip: t.max_connections_per_ip as usize,
         trusted_proxies: common.trusted_proxies.clone(),
-        header_timeout: Duration::from_millis(common.http_header_timeout_ms),
-        idle_timeout: Duration::from_millis(common.http_idle_timeout_ms),
-        body_timeout: Duration::from_millis(common.http_body_timeout_ms),
-        max_body: common.http_max_body as usize,
-        max_header_bytes: common.http_max_header_bytes as usize,
+        header_timeout: Duration::from_millis(t.http_header_timeout_ms),
+        idle_timeout: Duration::from_millis(t.http_idle_timeout_ms),
+        body_timeout: Duration::from_millis(t.http_body_timeout_ms),
+        max_body: t.http_max_body as usize,
+        max_header_bytes: t.http_max_header_bytes as usize,
         read_rate: ByteRate {
-            per_second: common.conn_read_rate,
-            burst: common.conn_read_burst,
+            per_second: t.conn_read_rate,
+            burst: t.conn_read_burst,
         },
-        tcp_keepalive: (common.tcp_keepalive_secs > 0)
-            .then(|| Duration::from_secs(common.tcp_keepalive_secs)),
+        tcp_keepalive: (t.tcp_keepalive_secs > 0)
+            .then(|| Duration::from_secs(t.tcp_keepalive_secs)),
     }
 }
 
@@ -187,7 +223,9 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     });
     let worker = roles.worker.then(|| {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(Worker::new(bus.clone(), store.clone()).run(stop.clone()));
+        let worker =
+            Worker::new(bus.clone(), store.clone()).with_persist_attempts(common.persist_attempts);
+        let task = tokio::spawn(worker.run(stop.clone()));
         Running { stop, task }
     });
     let edge = match roles.edge {
@@ -202,14 +240,17 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
                     chat: chat_config(&common)?,
                     heartbeat: Duration::from_millis(common.heartbeat_ms.max(50)),
                     limits: limits_config(&common),
+                    held_bytes: common.held_bytes as usize,
                     socket_io: SocketIoConfig {
                         send_queue: common.sio_send_queue.max(16),
                         ping_interval: Duration::from_millis(common.sio_ping_interval_ms.max(100)),
-                        max_payload: common.sio_max_payload as usize,
-                        max_attachments: common.sio_max_attachments as usize,
-                        handshake_timeout: Duration::from_millis(common.sio_handshake_timeout_ms),
-                        max_sessions: common.max_connections as usize,
-                        max_sessions_per_ip: common.max_connections_per_ip as usize,
+                        max_payload: common.transport.sio_max_payload as usize,
+                        max_attachments: common.transport.sio_max_attachments as usize,
+                        handshake_timeout: Duration::from_millis(
+                            common.transport.sio_handshake_timeout_ms,
+                        ),
+                        max_sessions: common.transport.max_connections as usize,
+                        max_sessions_per_ip: common.transport.max_connections_per_ip as usize,
                     },
                 },
                 bus.clone(),

@@ -7,6 +7,7 @@ pub mod chat;
 mod coalesce;
 mod dedup;
 pub(crate) mod frust;
+mod held;
 pub mod limits;
 pub mod occupancy;
 mod owned_head;
@@ -44,6 +45,8 @@ pub struct EdgeConfig {
     pub heartbeat: std::time::Duration,
     pub limits: limits::LimitsConfig,
     pub socket_io: SocketIoConfig,
+    /// Bytes of inbound packets the edge may hold unconfirmed by the stream (see `held`).
+    pub held_bytes: usize,
 }
 
 /// Socket.IO transport settings.
@@ -126,14 +129,18 @@ impl Edge {
         if let Some(dir) = &self.static_dir {
             app = static_files::serve(app, dir);
         }
-        // One span per HTTP request (method, path); Socket.IO polling requests included.
+        // One span per HTTP request (method, URI with any chat token redacted); Socket.IO
+        // polling requests included.
         let admission = self.admission.clone();
         app.layer(self.socket_io.clone())
             .layer(axum::middleware::from_fn(owned_head::middleware))
             .layer(axum::middleware::from_fn(move |req, next| {
                 admission.clone().gate(req, next)
             }))
-            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .layer(
+                tower_http::trace::TraceLayer::new_for_http()
+                    .make_span_with(chat::redact::request_span::<axum::body::Body>),
+            )
     }
 
     /// Closes every client connection (each runs its disconnect path: leave toasts, presence)

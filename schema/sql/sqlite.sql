@@ -38,11 +38,19 @@ CREATE TABLE IF NOT EXISTS aggregator_checkpoint (
     event_total INTEGER NOT NULL
 );
 
+-- Packet ids the aggregator counted, with the FACTS sequence of the fact it counted: a fact
+-- for a counted id at another sequence is a late duplicate and counts nothing.
+CREATE TABLE IF NOT EXISTS aggregator_counted (
+    id  TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- Chat.
 CREATE TABLE IF NOT EXISTS chat_rooms (
     room_id    TEXT PRIMARY KEY,
     name       TEXT,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    owner      TEXT  -- the creating user; NULL: made with the admin token (or before owners)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS chat_members (

@@ -54,6 +54,8 @@ pub struct FrustEdge {
     pub closing: tokio_util::sync::CancellationToken,
     /// Sessions open here, capped in total and per client.
     pub session_slots: Arc<crate::occupancy::Occupancy>,
+    /// Packets waiting for the durable stream's confirmation, bounded for the whole edge.
+    pub held: crate::held::Held,
 }
 
 pub async fn start(
@@ -110,6 +112,7 @@ pub async fn start(
         rest_cache: Default::default(),
         closing: Default::default(),
         session_slots: crate::occupancy::Occupancy::new(sio.max_sessions, sio.max_sessions_per_ip),
+        held: crate::held::Held::new(config.held_bytes),
     });
     socket::register(&edge);
     tasks.push(fanout::spawn(edge.clone()).await?);

@@ -100,6 +100,8 @@ pub struct Statements {
     pub user_upsert: PreparedStatement,
     pub user_delete: PreparedStatement,
     pub users_read: PreparedStatement,
+    pub counted_insert: PreparedStatement,
+    pub counted_read: PreparedStatement,
 
     pub room_insert: PreparedStatement,
     pub room_read: PreparedStatement,
@@ -108,6 +110,12 @@ pub struct Statements {
     pub user_room_insert: PreparedStatement,
     pub user_room_delete: PreparedStatement,
     pub user_rooms_read: PreparedStatement,
+    pub user_rooms_page: PreparedStatement,
+    pub user_room_count: PreparedStatement,
+    pub members_page: PreparedStatement,
+    pub room_delete: PreparedStatement,
+    pub bucket_delete: PreparedStatement,
+    pub room_buckets_delete: PreparedStatement,
 
     pub message_id_claim: PreparedStatement,
     pub message_id_read: PreparedStatement,
@@ -212,12 +220,22 @@ impl Statements {
             users_read: p
                 .idem("SELECT name, click_count, event_count FROM frust_users WHERE bucket = ?")
                 .await?,
+            // IF NOT EXISTS is not needed: one aggregator writes marks, in sequence order.
+            counted_insert: p
+                .idem("INSERT INTO aggregator_counted (id, seq) VALUES (?, ?)")
+                .await?,
+            counted_read: p
+                .idem("SELECT seq FROM aggregator_counted WHERE id = ?")
+                .await?,
 
             room_insert: p
-                .idem("INSERT INTO chat_rooms (room_id, name, created_ms) VALUES (?, ?, ?)")
+                .idem(
+                    "INSERT INTO chat_rooms (room_id, name, owner, created_ms) \
+                     VALUES (?, ?, ?, ?)",
+                )
                 .await?,
             room_read: p
-                .idem("SELECT name, created_ms, user_id FROM chat_rooms WHERE room_id = ?")
+                .idem("SELECT name, created_ms, owner, user_id FROM chat_rooms WHERE room_id = ?")
                 .await?,
             member_insert: p
                 .idem("INSERT INTO chat_rooms (room_id, user_id) VALUES (?, ?)")
@@ -233,6 +251,25 @@ impl Statements {
                 .await?,
             user_rooms_read: p
                 .idem("SELECT room_id FROM chat_user_rooms WHERE user_id = ?")
+                .await?,
+            user_rooms_page: p
+                .idem(
+                    "SELECT room_id FROM chat_user_rooms WHERE user_id = ? AND room_id > ? \
+                     LIMIT ?",
+                )
+                .await?,
+            user_room_count: p
+                .idem("SELECT COUNT(*) FROM chat_user_rooms WHERE user_id = ?")
+                .await?,
+            members_page: p
+                .idem("SELECT user_id FROM chat_rooms WHERE room_id = ? AND user_id > ? LIMIT ?")
+                .await?,
+            room_delete: p.idem("DELETE FROM chat_rooms WHERE room_id = ?").await?,
+            bucket_delete: p
+                .idem("DELETE FROM chat_messages WHERE room_id = ? AND bucket = ?")
+                .await?,
+            room_buckets_delete: p
+                .idem("DELETE FROM chat_room_buckets WHERE room_id = ?")
                 .await?,
 
             message_id_claim: p
