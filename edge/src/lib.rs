@@ -88,13 +88,22 @@ impl Edge {
     ) -> anyhow::Result<Self> {
         let limits = limits::Limits::new(config.limits.clone());
         let limits_for_admission = limits.clone();
-        let (frust, frust_router, socket_io, mut tasks) =
-            frust::start(&config, limits.clone(), bus.clone(), store.clone()).await?;
+        // One budget for both APIs: what the edge holds unconfirmed, whoever sent it.
+        let held = held::Held::new(config.held_bytes);
+        let (frust, frust_router, socket_io, mut tasks) = frust::start(
+            &config,
+            limits.clone(),
+            held.clone(),
+            bus.clone(),
+            store.clone(),
+        )
+        .await?;
         let (chat, chat_router, chat_tasks) = chat::start(
             &config.edge_id,
             config.clock,
             config.chat.clone(),
             limits,
+            held,
             bus.clone(),
             store,
         )

@@ -134,6 +134,8 @@ pub struct ChatEdge {
     pub limit_log: ThrottledLog,
     /// Messages already delivered here (at-least-once delivery from workers).
     pub recent: crate::dedup::RecentIds,
+    /// Messages waiting for the durable stream's confirmation, bounded for the whole edge.
+    pub held: crate::held::Held,
 }
 
 pub async fn start(
@@ -141,6 +143,7 @@ pub async fn start(
     clock: Clock,
     config: ChatConfig,
     limits: Arc<crate::limits::Limits>,
+    held: crate::held::Held,
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<(Arc<ChatEdge>, Router, Vec<JoinHandle<()>>)> {
@@ -164,6 +167,7 @@ pub async fn start(
         edge_id: edge_id.to_owned(),
         config,
         auth,
+        held,
     });
     let tasks = fanout::spawn(chat.clone()).await?;
     let router = Router::new()

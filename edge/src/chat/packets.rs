@@ -40,8 +40,17 @@ pub async fn handle(
                 sent_at_ms: now_ms,
             };
             let started = std::time::Instant::now();
+            let payload = encoded(&packet);
+            // Held until the stream answers: through an election that can be the whole budget.
+            let _hold = chat.held.try_hold("chat", payload.len()).ok_or_else(|| {
+                Rejection::new(
+                    ErrorCode::Unavailable,
+                    "not accepted: this edge holds too many messages the stream has not \
+                     confirmed; try again",
+                )
+            })?;
             chat.bus
-                .publish_durable(&subject, &id, encoded(&packet))
+                .publish_durable(&subject, &id, payload)
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "chat publish failed");

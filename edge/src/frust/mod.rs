@@ -61,6 +61,7 @@ pub struct FrustEdge {
 pub async fn start(
     config: &EdgeConfig,
     limits: Arc<crate::limits::Limits>,
+    held: crate::held::Held,
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<(Arc<FrustEdge>, Router, SocketIoLayer, Vec<JoinHandle<()>>)> {
@@ -112,7 +113,7 @@ pub async fn start(
         rest_cache: Default::default(),
         closing: Default::default(),
         session_slots: crate::occupancy::Occupancy::new(sio.max_sessions, sio.max_sessions_per_ip),
-        held: crate::held::Held::new(config.held_bytes),
+        held,
     });
     socket::register(&edge);
     tasks.push(fanout::spawn(edge.clone()).await?);
