@@ -69,6 +69,11 @@ pub enum DeadLetterAction {
     },
 }
 
+/// A number flag with a floor: values below it are refused with a clear error, never raised.
+fn at_least(min: u64) -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(min..)
+}
+
 /// `90`, `90s`, `15m`, `1h`, `7d` → seconds.
 fn parse_ttl(s: &str) -> Result<u64, String> {
     let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
@@ -329,10 +334,100 @@ pub struct Common {
     #[arg(long, env = "SWITCHYARD_CLOCK_START", hide = true, global = true)]
     pub clock_start: Option<i64>,
 
+    /// Connection, timeout and size limits of the HTTP server and the Socket.IO transport
+    /// (`--help` shows them under "Transport limits"; README "Limits").
+    #[command(flatten)]
+    pub transport: TransportArgs,
+
     /// Chat: tokens, limits, caps (`--help` shows them under "Chat"). Last: the heading would
     /// also cover any argument after it.
     #[command(flatten)]
     pub chat: ChatArgs,
+}
+
+/// Transport limits: what any client, authenticated or not, can make a process hold. Every
+/// value is checked at start (`Common::validate` for those that depend on each other).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Transport limits")]
+pub struct TransportArgs {
+    /// Open TCP connections per process (websockets included), and Socket.IO sessions per edge.
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 20_000,
+        value_parser = at_least(1), global = true)]
+    pub max_connections: u64,
+
+    /// Open TCP connections, and Socket.IO sessions, per client address (IPv6: per /64).
+    /// Trusted proxies count only toward the total; their clients' sessions count per client.
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS_PER_IP", default_value_t = 1024,
+        value_parser = at_least(1), global = true)]
+    pub max_connections_per_ip: u64,
+
+    /// A request head must be complete this long after its first byte (a new connection's
+    /// first head: after the accept), in milliseconds.
+    #[arg(long, env = "SWITCHYARD_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+        value_parser = at_least(100), global = true)]
+    pub http_header_timeout_ms: u64,
+
+    /// A kept-alive HTTP connection without a request is closed after this, in milliseconds.
+    #[arg(long, env = "SWITCHYARD_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000,
+        value_parser = at_least(100), global = true)]
+    pub http_idle_timeout_ms: u64,
+
+    /// A request body must arrive whole within this of its head, in milliseconds.
+    #[arg(long, env = "SWITCHYARD_HTTP_BODY_TIMEOUT_MS", default_value_t = 10_000,
+        value_parser = at_least(100), global = true)]
+    pub http_body_timeout_ms: u64,
+
+    /// Largest request body in bytes (413 above).
+    #[arg(long, env = "SWITCHYARD_HTTP_MAX_BODY", default_value_t = 65_536,
+        value_parser = at_least(1024), global = true)]
+    pub http_max_body: u64,
+
+    /// Largest request head in bytes (431 above; hyper needs at least 8192).
+    #[arg(long, env = "SWITCHYARD_HTTP_MAX_HEADER_BYTES", default_value_t = 16_384,
+        value_parser = at_least(8192), global = true)]
+    pub http_max_header_bytes: u64,
+
+    /// Bytes per second one connection may send, sustained (websocket control frames included);
+    /// faster senders are read more slowly.
+    #[arg(long, env = "SWITCHYARD_CONN_READ_RATE", default_value_t = 65_536,
+        value_parser = at_least(1024), global = true)]
+    pub conn_read_rate: u64,
+
+    /// Bytes one connection may send in a burst above its read rate.
+    #[arg(long, env = "SWITCHYARD_CONN_READ_BURST", default_value_t = 524_288,
+        value_parser = at_least(1024), global = true)]
+    pub conn_read_burst: u64,
+
+    /// TCP keepalive: probe a connection silent for this long, in seconds (0: off).
+    #[arg(
+        long,
+        env = "SWITCHYARD_TCP_KEEPALIVE_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub tcp_keepalive_secs: u64,
+
+    /// Socket.IO: largest inbound payload in bytes — a polling request body, a websocket
+    /// message, one packet's attachments together; refused before it is buffered or parsed.
+    #[arg(long, env = "SWITCHYARD_SIO_MAX_PAYLOAD", default_value_t = 8192,
+        value_parser = at_least(1024), global = true)]
+    pub sio_max_payload: u64,
+
+    /// Socket.IO: binary attachments one packet may announce. The Frust API uses none; one is
+    /// allowed so a stray binary payload is an invalid packet, not a dropped connection.
+    #[arg(
+        long,
+        env = "SWITCHYARD_SIO_MAX_ATTACHMENTS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub sio_max_attachments: u64,
+
+    /// Socket.IO: a new session must join the namespace, an upgrade to websocket complete, and
+    /// a packet's attachments follow it, within this, in milliseconds.
+    #[arg(long, env = "SWITCHYARD_SIO_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,
+        value_parser = at_least(100), global = true)]
+    pub sio_handshake_timeout_ms: u64,
 }
 
 /// Chat settings: tokens, websocket limits and the REST caps. Every limit is checked at start:
@@ -496,4 +591,66 @@ pub struct ChatArgs {
         global = true
     )]
     pub chat_max_rooms_per_user: usize,
+}
+
+impl Common {
+    /// Checks between flags that clap cannot express one flag at a time.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.transport.sio_max_payload > self.transport.http_max_body {
+            return Err(format!(
+                "SWITCHYARD_SIO_MAX_PAYLOAD ({}) exceeds SWITCHYARD_HTTP_MAX_BODY ({}): polling \
+                 requests that Socket.IO accepts would be refused as HTTP bodies",
+                self.transport.sio_max_payload, self.transport.http_max_body
+            ));
+        }
+        if self.transport.conn_read_burst < self.transport.sio_max_payload {
+            return Err(format!(
+                "SWITCHYARD_CONN_READ_BURST ({}) is below SWITCHYARD_SIO_MAX_PAYLOAD ({}): one \
+                 allowed message would not fit in a burst",
+                self.transport.conn_read_burst, self.transport.sio_max_payload
+            ));
+        }
+        if self.transport.max_connections_per_ip > self.transport.max_connections {
+            return Err(format!(
+                "SWITCHYARD_MAX_CONNECTIONS_PER_IP ({}) exceeds SWITCHYARD_MAX_CONNECTIONS ({})",
+                self.transport.max_connections_per_ip, self.transport.max_connections
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("switchyard").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn transport_limits_have_defaults_and_refuse_values_below_their_floor() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.common.transport.max_connections, 20_000);
+        assert_eq!(cli.common.transport.sio_max_payload, 8192);
+        assert!(cli.common.validate().is_ok());
+        for bad in [
+            ["--max-connections", "0"],
+            ["--http-max-header-bytes", "4096"],
+            ["--sio-max-payload", "10"],
+            ["--http-header-timeout-ms", "0"],
+        ] {
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(err.contains("not in"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_limits_are_refused_not_adjusted() {
+        let cli = parse(&["--sio-max-payload", "200000", "--conn-read-burst", "300000"]).unwrap();
+        let err = cli.common.validate().unwrap_err();
+        assert!(err.contains("SWITCHYARD_HTTP_MAX_BODY"), "{err}");
+        let cli = parse(&["--max-connections", "10", "--max-connections-per-ip", "11"]).unwrap();
+        assert!(cli.common.validate().is_err());
+    }
 }

@@ -6,14 +6,20 @@ mod config;
 mod dead_letters;
 mod ops;
 mod roles;
+mod serve;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use config::{Cli, Command, LogFormat};
 use roles::Roles;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Err(why) = cli.common.validate() {
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, why)
+            .exit();
+    }
     init_logging(cli.common.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

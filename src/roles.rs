@@ -1,7 +1,6 @@
 //! Starts the roles a process runs, serves HTTP, and drains them in order on SIGTERM:
 //! clients first (their disconnects still publish), then workers, then the aggregator.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Common;
 use crate::ops;
+use crate::serve::{self, ByteRate, ServeConfig};
 
 /// How long in-flight HTTP requests may run on during a drain.
 const HTTP_GRACE: Duration = Duration::from_secs(2);
@@ -167,6 +167,26 @@ fn chat_config(common: &Common) -> anyhow::Result<ChatConfig> {
     Ok(config)
 }
 
+fn serve_config(common: &Common) -> ServeConfig {
+    let t = &common.transport;
+    ServeConfig {
+        max_connections: t.max_connections as usize,
+        max_connections_per_ip: t.max_connections_per_ip as usize,
+        trusted_proxies: common.trusted_proxies.clone(),
+        header_timeout: Duration::from_millis(t.http_header_timeout_ms),
+        idle_timeout: Duration::from_millis(t.http_idle_timeout_ms),
+        body_timeout: Duration::from_millis(t.http_body_timeout_ms),
+        max_body: t.http_max_body as usize,
+        max_header_bytes: t.http_max_header_bytes as usize,
+        read_rate: ByteRate {
+            per_second: t.conn_read_rate,
+            burst: t.conn_read_burst,
+        },
+        tcp_keepalive: (t.tcp_keepalive_secs > 0)
+            .then(|| Duration::from_secs(t.tcp_keepalive_secs)),
+    }
+}
+
 fn limits_config(common: &Common) -> LimitsConfig {
     let rate = |per_second, burst| Rate { per_second, burst };
     LimitsConfig {
@@ -224,6 +244,13 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
                     socket_io: SocketIoConfig {
                         send_queue: common.sio_send_queue.max(16),
                         ping_interval: Duration::from_millis(common.sio_ping_interval_ms.max(100)),
+                        max_payload: common.transport.sio_max_payload as usize,
+                        max_attachments: common.transport.sio_max_attachments as usize,
+                        handshake_timeout: Duration::from_millis(
+                            common.transport.sio_handshake_timeout_ms,
+                        ),
+                        max_sessions: common.transport.max_connections as usize,
+                        max_sessions_per_ip: common.transport.max_connections_per_ip as usize,
                     },
                 },
                 bus.clone(),
@@ -245,17 +272,12 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     ready.set(true);
 
     let stop_http = CancellationToken::new();
-    let server = tokio::spawn(
-        axum::serve(
-            // Small realtime frames must not wait for Nagle's algorithm.
-            axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            }),
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop_http.clone().cancelled_owned())
-        .into_future(),
-    );
+    let server = tokio::spawn(serve::serve(
+        listener,
+        app,
+        serve_config(&common),
+        stop_http.clone(),
+    ));
 
     shutdown_signal().await;
     let drain = Duration::from_secs(common.drain_timeout_secs);

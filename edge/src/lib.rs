@@ -9,7 +9,9 @@ mod dedup;
 pub(crate) mod frust;
 mod held;
 pub mod limits;
+pub mod occupancy;
 mod owned_head;
+pub mod refusals;
 mod static_files;
 
 /// Sharded per-socket fan-out of Frust events (public for the `fanout` benchmark).
@@ -54,6 +56,17 @@ pub struct SocketIoConfig {
     pub send_queue: usize,
     /// Engine.IO heartbeat: also how soon a client that stopped reading is closed.
     pub ping_interval: std::time::Duration,
+    /// Largest inbound payload in bytes: a polling request body, a websocket message, and the
+    /// attachments of one packet together. Refused before it is buffered or parsed.
+    pub max_payload: usize,
+    /// Binary attachments one packet may announce (Frust sends none).
+    pub max_attachments: usize,
+    /// A new session must join the namespace, and a polling session finish its websocket
+    /// upgrade, within this; a packet's attachments must follow it within this.
+    pub handshake_timeout: std::time::Duration,
+    /// Sessions this edge holds at most, and at most per client (IPv4 address or IPv6 /64).
+    pub max_sessions: usize,
+    pub max_sessions_per_ip: usize,
 }
 
 /// A running edge: its HTTP routes and what must be stopped on shutdown.
@@ -74,6 +87,7 @@ impl Edge {
         store: Arc<dyn Store>,
     ) -> anyhow::Result<Self> {
         let limits = limits::Limits::new(config.limits.clone());
+        let limits_for_admission = limits.clone();
         // One budget for both APIs: what the edge holds unconfirmed, whoever sent it.
         let held = held::Held::new(config.held_bytes);
         let (frust, frust_router, socket_io, mut tasks) = frust::start(
@@ -95,6 +109,11 @@ impl Edge {
         )
         .await?;
         tasks.extend(chat_tasks);
+        let admission = admission::Admission::new(
+            limits_for_admission,
+            frust.session_slots.clone(),
+            config.socket_io.handshake_timeout,
+        );
         tasks.push(spawn_heartbeat(
             config.heartbeat,
             bus.clone(),
@@ -108,7 +127,7 @@ impl Edge {
             frust,
             chat,
             tasks,
-            admission: Default::default(),
+            admission,
         })
     }
 

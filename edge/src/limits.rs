@@ -1,7 +1,9 @@
 //! Rate limits (GCRA, `governor`): per connection and per client IP for every inbound packet,
 //! and per IP for connection attempts. A connection that keeps flooding after being limited is
 //! disconnected. The client IP is the socket's peer, or `X-Forwarded-For` when the peer is a
-//! configured trusted proxy.
+//! configured trusted proxy. Addresses are compared in canonical form (an IPv4-mapped IPv6
+//! address is its IPv4 address) and IPv6 clients are limited per /64, the block one subscriber
+//! usually gets: every address in it is one client to the limits.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -71,7 +73,14 @@ impl std::str::FromStr for IpRange {
                 .ok_or_else(|| format!("`{s}` has a bad prefix length"))?,
             None => max,
         };
-        Ok(Self { network, prefix })
+        // `::ffff:10.0.0.0/104` is the IPv4 range `10.0.0.0/8`: peers are compared canonical.
+        match network {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && prefix >= 96 => Ok(Self {
+                network: canonical(network),
+                prefix: prefix - 96,
+            }),
+            _ => Ok(Self { network, prefix }),
+        }
     }
 }
 
@@ -85,7 +94,7 @@ impl IpRange {
                 bits >> shift
             }
         }
-        match (self.network, ip) {
+        match (self.network, canonical(ip)) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
                 masked(u32::from(n) as u128, self.prefix, 32)
                     == masked(u32::from(a) as u128, self.prefix, 32)
@@ -96,6 +105,36 @@ impl IpRange {
             _ => false,
         }
     }
+}
+
+/// The address in the form limits compare: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a
+/// dual-stack listener reports for an IPv4 peer) is that IPv4 address.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// What counts as one client for the per-IP limits: an IPv4 address, or an IPv6 /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
+
+/// One `X-Forwarded-For` hop: `ip`, `ip:port`, `[v6]` or `[v6]:port` (proxies write all four).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Ok(addr) = hop.parse::<SocketAddr>() {
+        return Some(canonical(addr.ip()));
+    }
+    let bracketed = hop.strip_prefix('[')?.strip_suffix(']')?;
+    bracketed.parse::<IpAddr>().ok().map(canonical)
 }
 
 impl Default for LimitsConfig {
@@ -160,7 +199,7 @@ impl Limits {
 
     /// May `ip` open another connection now?
     pub fn allow_connect(&self, ip: IpAddr) -> bool {
-        let allowed = self.connects.check_key(&ip).is_ok();
+        let allowed = self.connects.check_key(&client_key(ip)).is_ok();
         if !allowed {
             metrics::counter!("switchyard_rejects_total", "api" => "connect", "reason" => "rate")
                 .increment(1);
@@ -173,41 +212,50 @@ impl Limits {
         ConnectionLimiter {
             own: RateLimiter::direct(self.config.per_connection.quota()),
             ip,
+            key: client_key(ip),
             limits: self.clone(),
             strikes: AtomicU32::new(0),
             window_start: Mutex::new(Instant::now()),
         }
     }
 
-    fn trusted(&self, ip: IpAddr) -> bool {
+    /// Is `ip` one of the configured trusted proxies?
+    pub fn trusted(&self, ip: IpAddr) -> bool {
         self.config.trusted_proxies.iter().any(|r| r.contains(ip))
     }
 
     /// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost
     /// `X-Forwarded-For` hop that is not itself a trusted proxy (hops further left were written
-    /// by the client and can be forged).
+    /// by the client and can be forged). A hop that does not parse stops the walk: the client is
+    /// then known only as "behind" the last trusted hop, which stands in for it.
     pub fn client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
-        let peer_ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let peer_ip = canonical(peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0])));
         if !self.trusted(peer_ip) {
             return peer_ip;
         }
-        let hops: Vec<IpAddr> = headers
+        let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|hop| hop.trim().parse().ok())
             .collect();
-        hops.into_iter()
-            .rev()
-            .find(|hop| !self.trusted(*hop))
-            .unwrap_or(peer_ip)
+        let mut nearest_trusted = peer_ip;
+        for hop in hops.into_iter().rev() {
+            match parse_hop(hop) {
+                Some(ip) if self.trusted(ip) => nearest_trusted = ip,
+                Some(ip) => return ip,
+                None => break,
+            }
+        }
+        nearest_trusted
     }
 }
 
 pub struct ConnectionLimiter {
     own: DefaultDirectRateLimiter,
     ip: IpAddr,
+    /// The per-IP limits' key (`ip`, or its /64).
+    key: IpAddr,
     limits: Arc<Limits>,
     strikes: AtomicU32,
     window_start: Mutex<Instant>,
@@ -220,7 +268,7 @@ impl ConnectionLimiter {
 
     /// Checks one inbound packet against the connection's and the IP's limits.
     pub fn check(&self, api: &'static str) -> Verdict {
-        if self.own.check().is_ok() && self.limits.per_ip.check_key(&self.ip).is_ok() {
+        if self.own.check().is_ok() && self.limits.per_ip.check_key(&self.key).is_ok() {
             return Verdict::Allow;
         }
         metrics::counter!("switchyard_rejects_total", "api" => api, "reason" => "rate")
@@ -306,6 +354,76 @@ mod tests {
         assert_eq!(
             l.client_ip(Some(stranger), &h),
             "8.8.8.8".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", value.parse().unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn hops_with_ports_are_the_client_not_a_reason_to_believe_the_forged_one() {
+        let l = limits(1, 1, 1);
+        let proxy: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        for (header, client) in [
+            ("6.6.6.6, 9.9.9.9:41234", "9.9.9.9"),
+            ("6.6.6.6, [2001:db8::7]:41234", "2001:db8::7"),
+            ("6.6.6.6, [2001:db8::7]", "2001:db8::7"),
+            ("6.6.6.6, 9.9.9.9:41234, 10.0.0.2:80", "9.9.9.9"),
+            ("6.6.6.6, ::ffff:9.9.9.9", "9.9.9.9"),
+        ] {
+            assert_eq!(
+                l.client_ip(Some(proxy), &forwarded(header)),
+                ip(client),
+                "{header}"
+            );
+        }
+        // An unreadable hop written by the proxy: the client is "behind the nearest trusted hop",
+        // never the forgeable hop left of it.
+        let h = forwarded("6.6.6.6, unknown, 10.0.0.2");
+        assert_eq!(l.client_ip(Some(proxy), &h), ip("10.0.0.2"));
+    }
+
+    #[tokio::test]
+    async fn ipv4_mapped_peers_match_ipv4_ranges_and_the_other_way_round() {
+        let l = limits(1, 1, 1);
+        let mapped_proxy: SocketAddr = "[::ffff:10.0.0.1]:5000".parse().unwrap();
+        let h = forwarded("9.9.9.9");
+        assert_eq!(l.client_ip(Some(mapped_proxy), &h), ip("9.9.9.9"));
+        let stranger: SocketAddr = "[::ffff:8.8.8.8]:5000".parse().unwrap();
+        assert_eq!(
+            l.client_ip(Some(stranger), &h),
+            ip("8.8.8.8"),
+            "canonical peer"
+        );
+
+        let range: IpRange = "::ffff:10.1.0.0/112".parse().unwrap();
+        assert_eq!(range, "10.1.0.0/16".parse().unwrap());
+        assert!(range.contains(ip("10.1.2.3")));
+        assert!(range.contains(ip("::ffff:10.1.2.3")));
+        assert!(!range.contains(ip("10.2.0.1")));
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_slash_64_is_one_client() {
+        assert_eq!(client_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(client_key(ip("::ffff:1.2.3.4")), ip("1.2.3.4"));
+        let l = limits(100, 100, 100);
+        assert!(l.allow_connect(ip("2001:db8:1:2::1")));
+        assert!(l.allow_connect(ip("2001:db8:1:2:ffff::9")));
+        assert!(
+            !l.allow_connect(ip("2001:db8:1:2::3")),
+            "same /64, shared budget"
+        );
+        assert!(
+            l.allow_connect(ip("2001:db8:1:3::1")),
+            "the next /64 is someone else"
         );
     }
 }

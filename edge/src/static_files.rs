@@ -1,14 +1,104 @@
 //! Development mode: serves a frontend directory at `/`, with `/` redirecting to `/index.html`.
+//! Only files inside the directory are served: `ServeDir` refuses `..`, and a symlink whose
+//! target lies outside (resolved before serving) is answered 404 like a missing file.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
-use axum::response::Redirect;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+use tower::Layer;
 use tower_http::services::ServeDir;
 
 pub fn serve(router: Router, dir: &Path) -> Router {
+    // Resolved once: the root a served file must resolve under.
+    let root = Arc::new(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
+    let confined = axum::middleware::from_fn_with_state(root, confine).layer(ServeDir::new(dir));
     router
         .route("/", get(|| async { Redirect::temporary("/index.html") }))
-        .fallback_service(ServeDir::new(dir))
+        .fallback_service(confined)
+}
+
+async fn confine(State(root): State<Arc<PathBuf>>, request: Request, next: Next) -> Response {
+    if escapes(&root, request.uri().path()).await {
+        metrics::counter!("switchyard_rejects_total", "api" => "static", "reason" => "outside_dir")
+            .increment(1);
+        tracing::debug!(
+            path = request.uri().path(),
+            "static file outside the directory refused"
+        );
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    next.run(request).await
+}
+
+/// Does `uri_path` resolve (through symlinks) to something outside `root`? Paths that do not
+/// resolve are left to `ServeDir`, which answers them 404 (or refuses `..` itself).
+async fn escapes(root: &Path, uri_path: &str) -> bool {
+    let Ok(decoded) = percent_encoding::percent_decode_str(uri_path).decode_utf8() else {
+        return false;
+    };
+    let relative = Path::new(decoded.trim_start_matches('/'));
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return false; // ServeDir refuses it
+    }
+    let Ok(real) = tokio::fs::canonicalize(root.join(relative)).await else {
+        return false;
+    };
+    if !real.starts_with(root) {
+        return true;
+    }
+    // A directory is served as its index.html, which may be a link of its own.
+    if real.is_dir() {
+        if let Ok(index) = tokio::fs::canonicalize(real.join("index.html")).await {
+            return !index.starts_with(root);
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn links_out_of_the_directory_escape_links_inside_do_not() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "secret").unwrap();
+        let site = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(site.path()).unwrap();
+        std::fs::write(root.join("index.html"), "hi").unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), root.join("leak.txt"))
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("outdir")).unwrap();
+        std::os::unix::fs::symlink(root.join("index.html"), root.join("alias.html")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.txt"),
+            root.join("sub").join("index.html"),
+        )
+        .unwrap();
+
+        assert!(escapes(&root, "/leak.txt").await);
+        assert!(escapes(&root, "/outdir/secret.txt").await);
+        assert!(
+            escapes(&root, "/out%64ir/secret.txt").await,
+            "percent-encoded"
+        );
+        assert!(
+            escapes(&root, "/sub/").await,
+            "a directory's index.html links out"
+        );
+        assert!(!escapes(&root, "/alias.html").await);
+        assert!(!escapes(&root, "/index.html").await);
+        assert!(!escapes(&root, "/missing.html").await);
+        assert!(!escapes(&root, "/../etc/passwd").await, "left to ServeDir");
+    }
 }

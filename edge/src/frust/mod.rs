@@ -13,7 +13,7 @@ use axum::Router;
 use bytes::Bytes;
 use serde::Serialize;
 use socketioxide::layer::SocketIoLayer;
-use socketioxide::SocketIo;
+use socketioxide::{ParserConfig, SocketIo};
 use switchyard_bus::{Bus, BusError};
 use switchyard_schema::envelope::{self, FrustFanout, FrustOut, Presence};
 use switchyard_schema::frust::Stats;
@@ -52,6 +52,8 @@ pub struct FrustEdge {
     pub sockets: shards::Shards,
     /// Cancelled by a drain: every session applies what it received and says goodbye.
     pub closing: tokio_util::sync::CancellationToken,
+    /// Sessions open here, capped in total and per client.
+    pub session_slots: Arc<crate::occupancy::Occupancy>,
     /// Packets waiting for the durable stream's confirmation, bounded for the whole edge.
     pub held: crate::held::Held,
 }
@@ -63,12 +65,34 @@ pub async fn start(
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<(Arc<FrustEdge>, Router, SocketIoLayer, Vec<JoinHandle<()>>)> {
+    let sio = &config.socket_io;
+    // Every inbound size is capped by one number, checked before anything is buffered whole:
+    // engineioxide counts polling bodies as they stream in, tungstenite refuses a websocket
+    // frame or message by its header. Frust packets are a few hundred bytes. The same number
+    // caps a polling response, and engineioxide never sends a packet bigger than it: what the
+    // server emits must stay well below it (Frust's packets are under 1 KiB).
+    let parser = ParserConfig::common()
+        .max_incoming_binaries(sio.max_attachments)
+        .max_incoming_binary_buf_size(sio.max_payload)
+        // Checked by socketioxide when the next attachment arrives (not by a timer): a stalled
+        // packet holds at most `max_payload` until its socket closes.
+        .packet_completion_timeout(sio.handshake_timeout);
     let (layer, io) = SocketIo::builder()
         .req_path(SOCKET_IO_PATH)
-        .max_buffer_size(config.socket_io.send_queue)
-        .ping_interval(config.socket_io.ping_interval)
-        // Inbound packets are small; a bigger frame grows the buffer while it is read.
+        .max_buffer_size(sio.send_queue)
+        .ping_interval(sio.ping_interval)
+        // Inbound packets are small; a bigger frame grows the buffer, and tungstenite keeps it
+        // at its largest (measured: +8.4 KiB per socket after one 8 KB message), which the
+        // payload cap bounds.
         .ws_read_buffer_size(WS_READ_BUFFER)
+        .max_payload(sio.max_payload as u64)
+        .ws_max_message_size(sio.max_payload)
+        .ws_max_frame_size(sio.max_payload)
+        // A session that never joins the namespace (v5) or never finishes its upgrade is
+        // closed after this, not socketioxide's 45 s.
+        .connect_timeout(sio.handshake_timeout)
+        .upgrade_timeout(sio.handshake_timeout)
+        .with_parser(parser)
         .build_layer();
     // One fan-out shard per worker thread: emitting is CPU-bound and never awaits.
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
@@ -88,6 +112,7 @@ pub async fn start(
         limits,
         rest_cache: Default::default(),
         closing: Default::default(),
+        session_slots: crate::occupancy::Occupancy::new(sio.max_sessions, sio.max_sessions_per_ip),
         held,
     });
     socket::register(&edge);

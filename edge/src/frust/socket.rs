@@ -22,14 +22,16 @@ use tracing::Instrument;
 use super::shards::Member;
 use super::{encoded, FrustEdge};
 use crate::limits::{ConnectionLimiter, Verdict};
+use crate::occupancy::{Full, Slot};
+use crate::refusals;
 
 /// Packets one socket may have waiting. A socket's packets are published one after another,
 /// so through a JetStream election (up to the 30 s publish budget) they pile up here: room
 /// for a client at the per-connection rate limit (50/s) for the whole budget. Each queued
 /// packet also holds [`QUEUED_CHARGE`] of the edge's held-bytes budget, which bounds the edge.
 const SESSION_QUEUE: usize = 1536;
-/// What one queued packet counts against the edge's held bytes (a Frust packet, parsed, is a
-/// few hundred bytes; its size is not known before it is validated).
+/// What one queued packet counts against the edge's held bytes (a validated Frust packet is a
+/// few hundred bytes at most: a flat charge spares measuring each).
 const QUEUED_CHARGE: usize = 512;
 
 /// Queued boxed: a channel allocates its first 32 slots up front, for every socket, most of
@@ -50,14 +52,42 @@ enum Kind {
     Event,
 }
 
-/// What a socket sent, queued for its session task in arrival order. `ack` answers a client
-/// that asked for an acknowledgement (and does nothing otherwise).
+/// What a socket sent, validated, queued for its session task in arrival order. `ack` answers
+/// a client that asked for an acknowledgement (and does nothing otherwise).
 struct Packet {
-    kind: Kind,
-    data: Option<Value>,
+    /// Validated before queueing: a queue of raw `Value`s would hold up to 16× each payload's
+    /// bytes per slot (a JSON array of zeros), a few hundred bytes once parsed.
+    parsed: Result<Parsed, String>,
     ack: AckSender,
     /// Its share of the edge's held bytes, from arrival until the stream answered.
     _hold: crate::held::Hold,
+}
+
+enum Parsed {
+    Auth(Option<String>),
+    Click(ClickIn),
+    Event(EventIn),
+}
+
+/// Validates one packet's payload; `Err` is the reason for the acknowledgement (and counted).
+fn parse(kind: Kind, data: Option<Value>) -> Result<Parsed, String> {
+    match kind {
+        Kind::Auth => data
+            .ok_or(Invalid::NotAString("name"))
+            .and_then(|v| frust::parse_auth(&v))
+            .map(Parsed::Auth)
+            .map_err(|e| reject("auth", &e)),
+        Kind::Click => data
+            .ok_or(Invalid::NotAnObject)
+            .and_then(|v| ClickIn::parse(&v))
+            .map(Parsed::Click)
+            .map_err(|e| reject("click", &e)),
+        Kind::Event => data
+            .ok_or(Invalid::NotAnObject)
+            .and_then(|v| EventIn::parse(&v))
+            .map(Parsed::Event)
+            .map_err(|e| reject("event", &e)),
+    }
 }
 
 /// The acknowledgement: `ok` once the packet is durably accepted, or why it was not.
@@ -115,15 +145,19 @@ impl From<Refusal> for Ack {
 }
 
 pub fn register(edge: &Arc<FrustEdge>) {
-    let limits = edge.limits.clone();
-    // Refusing in a middleware sends the client a `connect_error` instead of a connect.
-    let admit = move |s: SocketRef| {
-        let ip = client_ip(&limits, &s);
-        let verdict = match limits.allow_connect(ip) {
-            true => Ok(()),
-            false => Err("too many connection attempts from this address"),
-        };
-        std::future::ready(verdict)
+    // The handshake was admitted already (rate and session caps, `admission`); a v5 client
+    // joins the namespace later, when the edge may have filled up. Refusing in a middleware
+    // sends the client a `connect_error` instead of a connect.
+    let admit = {
+        let edge = edge.clone();
+        move |s: SocketRef| {
+            let ip = client_ip(&edge.limits, &s);
+            let verdict = edge
+                .session_slots
+                .has_room(ip)
+                .map_err(|_| "too many sessions: try again later");
+            std::future::ready(verdict)
+        }
     };
     let (edge, io) = (edge.clone(), edge.io.clone());
     // Socket.IO spawns the future a handler returns, but calls the handler itself in arrival
@@ -148,6 +182,20 @@ fn client_ip(limits: &crate::limits::Limits, s: &SocketRef) -> std::net::IpAddr 
 /// is never missed. Handlers only enqueue: one task per socket applies its packets in order.
 fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
     let ip = client_ip(&edge.limits, &s);
+    // Held by the session task: the place is given back when the session ends.
+    let slot = match edge.session_slots.try_hold(Some(ip)) {
+        Ok(slot) => slot,
+        Err(full) => {
+            // Others took the last places since the middleware looked.
+            let reason = match full {
+                Full::Total => "max_sessions",
+                Full::Client => "max_sessions_per_ip",
+            };
+            refusals::refused("frust", reason, ip, "a Socket.IO session over the cap");
+            let _ = s.disconnect();
+            return;
+        }
+    };
     let limiter = Arc::new(edge.limits.connection(ip));
     let (tx, rx) = mpsc::channel(SESSION_QUEUE);
     // A child of the edge's token: a drain ends every session even though closing the server
@@ -167,8 +215,7 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
                     match held.try_hold("frust", QUEUED_CHARGE) {
                         Some(hold) => {
                             let packet = Packet {
-                                kind,
-                                data: data.ok(),
+                                parsed: parse(kind, data.ok()),
                                 ack,
                                 _hold: hold,
                             };
@@ -203,7 +250,7 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
     // or a drain (`gone`), so no socket stays registered past its session.
     let member = edge.sockets.join(s.clone());
     let span = tracing::info_span!("frust_session", sid = %s.id, %ip);
-    tokio::spawn(run_session(edge.clone(), s, rx, gone, member).instrument(span));
+    tokio::spawn(run_session(edge.clone(), s, rx, gone, member, slot).instrument(span));
 }
 
 /// Applies the rate limits to one packet: over them it is refused, and a socket that keeps
@@ -238,6 +285,7 @@ async fn run_session(
     mut packets: mpsc::Receiver<Queued>,
     gone: CancellationToken,
     member: Member,
+    slot: Slot,
 ) {
     let session = Session {
         id: new_packet_id(),
@@ -277,6 +325,7 @@ async fn run_session(
     }
 
     drop(member);
+    drop(slot);
     edge.local_sockets.fetch_sub(1, Ordering::Relaxed);
     edge.sessions.lock().remove(&session.id);
     metrics::gauge!("switchyard_connections", "api" => "frust").decrement(1.0);
@@ -291,34 +340,14 @@ async fn run_session(
 }
 
 async fn handle(edge: &FrustEdge, session: &Session, packet: Packet) {
-    let outcome = match packet.kind {
-        Kind::Auth => match packet
-            .data
-            .ok_or(Invalid::NotAString("name"))
-            .and_then(|v| frust::parse_auth(&v))
-        {
-            Ok(name) => {
-                rename(edge, session, name).await;
-                Ok(())
-            }
-            Err(e) => Err(Refusal::Invalid(reject("auth", &e))),
-        },
-        Kind::Click => match packet
-            .data
-            .ok_or(Invalid::NotAnObject)
-            .and_then(|v| ClickIn::parse(&v))
-        {
-            Ok(click) => on_click(edge, session, click).await,
-            Err(e) => Err(Refusal::Invalid(reject("click", &e))),
-        },
-        Kind::Event => match packet
-            .data
-            .ok_or(Invalid::NotAnObject)
-            .and_then(|v| EventIn::parse(&v))
-        {
-            Ok(event) => on_event(edge, session, event).await,
-            Err(e) => Err(Refusal::Invalid(reject("event", &e))),
-        },
+    let outcome = match packet.parsed {
+        Ok(Parsed::Auth(name)) => {
+            rename(edge, session, name).await;
+            Ok(())
+        }
+        Ok(Parsed::Click(click)) => on_click(edge, session, click).await,
+        Ok(Parsed::Event(event)) => on_event(edge, session, event).await,
+        Err(why) => Err(Refusal::Invalid(why)),
     };
     let ack = match outcome {
         Ok(()) => Ack {

@@ -27,6 +27,9 @@ use crate::sys;
 const SERVER_RATE_CONN: f64 = 50.0;
 const SERVER_RATE_IP: f64 = 2000.0;
 const SERVER_CONNECT_BURST: f64 = 2000.0;
+/// The server's default caps on open connections (and Socket.IO sessions), per edge and per IP.
+const SERVER_MAX_CONNECTIONS: usize = 20_000;
+const SERVER_MAX_CONNECTIONS_PER_IP: usize = 1024;
 
 /// The send window, the same for every sender of this process.
 #[derive(Debug, Clone, Copy)]
@@ -380,6 +383,22 @@ fn warn_about_limits(args: &RunArgs, clients: usize, senders: usize, sources: us
             );
         }
     }
+    if clients / sources > SERVER_MAX_CONNECTIONS_PER_IP {
+        eprintln!(
+            "bench: note: {} connections per source address; the server holds at most \
+             {SERVER_MAX_CONNECTIONS_PER_IP} per IP by default (raise \
+             SWITCHYARD_MAX_CONNECTIONS_PER_IP, or add --source-ip)",
+            clients / sources
+        );
+    }
+    let edges = args.targets.len().max(1);
+    if clients / edges > SERVER_MAX_CONNECTIONS {
+        eprintln!(
+            "bench: note: {} connections per edge; an edge holds at most \
+             {SERVER_MAX_CONNECTIONS} by default (raise SWITCHYARD_MAX_CONNECTIONS)",
+            clients / edges
+        );
+    }
     if (clients / sources) as f64 > SERVER_CONNECT_BURST {
         eprintln!(
             "bench: note: {} connections per source address; the server admits 500/s per IP after \
@@ -401,8 +420,9 @@ fn hints(r: &Report) -> Vec<String> {
         .sum();
     if limited_connects > 0 {
         out.push(format!(
-            "{limited_connects} connections refused by the server's connection rate limit: raise \
-             SWITCHYARD_RATE_CONNECT / SWITCHYARD_RATE_CONNECT_BURST on the server"
+            "{limited_connects} connections refused by the server's connection limits (HTTP 429): \
+             raise SWITCHYARD_RATE_CONNECT / SWITCHYARD_RATE_CONNECT_BURST and \
+             SWITCHYARD_MAX_CONNECTIONS_PER_IP on the server"
         ));
     }
     let limited_sends: u64 = r

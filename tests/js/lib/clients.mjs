@@ -195,10 +195,13 @@ export class Client {
  * Connects a client of `version` (2 or 4) over `transport` ('default' | 'websocket' |
  * 'polling') to `server` (a handle from startServer, or a URL). Resolves once connected.
  * Reconnection is off: a dropped connection shows up as a disconnect, never silently heals.
+ * `localAddress` (websocket only) picks the client's source address, e.g. another 127.0.0.0/8
+ * address, so the server counts it as a different client.
  */
-export function connect(server, version, transport = 'default', { timeoutMs = 5000, label } = {}) {
+export function connect(server, version, transport = 'default', { timeoutMs = 5000, label, localAddress } = {}) {
   const url = typeof server === 'string' ? server : server.url;
   const opts = { path: SOCKET_PATH, forceNew: true, reconnection: false, timeout: timeoutMs };
+  if (localAddress) opts.localAddress = localAddress;
   if (transport === 'websocket') opts.transports = ['websocket'];
   else if (transport === 'polling') opts.transports = ['polling'];
   else if (transport !== 'default') throw new Error(`unknown transport ${transport}`);

@@ -56,9 +56,10 @@ export function freePort() {
 /**
  * Starts a server with its own temp store (unless `storeDir` is given).
  * `env` is merged over the defaults; `clockStart` (unix seconds) sets SWITCHYARD_CLOCK_START.
+ * `wrapper` is a command the binary runs under, one that execs it (e.g. `['prlimit', …]`).
  * Returns a handle: {url, port, storePath, storeDir, now(), tail(), stop(), restart(), close()}.
  */
-export async function startServer({ env = {}, clockStart, storeDir, name = 'switchyard' } = {}) {
+export async function startServer({ env = {}, clockStart, storeDir, name = 'switchyard', wrapper = [] } = {}) {
   if (!fs.existsSync(BIN)) {
     throw new Error(`switchyard binary not found at ${BIN} (build it with \`cargo build --release\` or set SWITCHYARD_BIN)`);
   }
@@ -160,7 +161,8 @@ export async function startServer({ env = {}, clockStart, storeDir, name = 'swit
     if (server.clockStart !== undefined) childEnv.SWITCHYARD_CLOCK_START = String(Math.floor(server.clockStart));
     server.logs.push(`=== ${name} #${gen} starting on ${server.url} (store ${storePath}${
       server.clockStart !== undefined ? `, clock ${Math.floor(server.clockStart)}` : ''})`);
-    const child = spawn(BIN, ['all'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, ...args] = [...wrapper, BIN, 'all'];
+    const child = spawn(command, args, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     server.spawnedAt = Date.now();
     server.child = child;
     live.add(child);
