@@ -49,6 +49,11 @@ test('the checks catch what they claim to', () => {
   const good = [click('a', 'u1'), click('d', 'u2'), click('c', 'u2')];
   assert.deepEqual(checkFrust(snap(good), ledger), [], 'a consistent state passes');
   assert.deepEqual(checkFrust(snap([click('a', 'u1'), click('d', 'u2')]), ledger), [], 'an unacked click may be missing');
+  assert.deepEqual(checkFrust(snap([click('a', 'u1'), click('d', 'u2')]), ledger, { survivors: new Set(['other']) }), [],
+    '… if its connection dropped');
+  ledger.get('c').conn = 'held';
+  assert.deepEqual(kinds(checkFrust(snap([click('a', 'u1'), click('d', 'u2')]), ledger, { survivors: new Set(['held']) })),
+    ['unacked-stored-if-connection-held'], 'not if its connection held');
   assert.deepEqual(kinds(checkFrust(snap([click('a', 'u1')]), ledger)), ['acked-ok-stored']);
   assert.deepEqual(kinds(checkFrust(snap([...good, click('c', 'u2')]), ledger)), ['stored-at-most-once']);
   assert.deepEqual(kinds(checkFrust(snap([...good, click('b', 'u1')]), ledger)), ['refused-not-stored']);

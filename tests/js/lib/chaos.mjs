@@ -626,11 +626,22 @@ const entryInfo = (e) => (e ? `${e.comment ?? e.text} [${e.status}${e.why ? `: $
  *  that was never sent), per user, per hour and in total.
  * `day`: the cluster's current day (latest_clicks holds only that day's clicks).
  */
-export function checkFrust(snapshot, ledger, { day } = {}) {
+export function checkFrust(snapshot, ledger, { day, survivors, t0 } = {}) {
   const v = [];
   const at = snapshot.edge;
   const stored = snapshot.latest;
   const seen = countBy(stored, (k) => k.comment);
+
+  // A click without an ack sent on a connection that never dropped reached a running edge:
+  // with a NATS quorum up it must be stored (a real Frust client never asks for acks, so a
+  // silent refusal is a lost click nobody hears of).
+  if (survivors) {
+    const lost = [...ledger.values()].filter((e) => e.status === 'unacked' && survivors.has(e.conn) && !seen.has(e.comment));
+    if (lost.length) {
+      const sent = t0 === undefined ? '' : ` (sent at ${sample([...new Set(lost.map((e) => `+${((e.sentAt - t0) / 1000).toFixed(1)} s`))], 8)} of round ${lost.at(-1).round})`;
+      v.push({ invariant: 'unacked-stored-if-connection-held', message: `${at}: ${lost.length} clicks sent without an ack on connections that never dropped are not stored${sent}: ${sample(lost.map(entryInfo), 4)}` });
+    }
+  }
 
   const twice = [...seen].filter(([, n]) => n > 1).map(([k, n]) => `${k} ×${n}`);
   if (twice.length) v.push({ invariant: 'stored-at-most-once', message: `${at}: latest_clicks holds ${twice.length} clicks more than once: ${sample(twice)}` });
@@ -841,6 +852,10 @@ export class ChaosRun {
     this.stats.throttled = 0;
     const rng = makeRng(plan.loadSeed);
     const roundStart = Date.now();
+    // A marker in every log, so a report shows only this round's lines.
+    const marker = `=== chaos round ${r} starts`;
+    for (const p of cl.all()) p.logs.push(marker);
+    this.marker = marker;
     tl.note(`round ${r} on cluster ${this.cluster} (its round ${this.rounds}); NATS now: ${await this.natsPicture()}`);
 
     // Load from every client, and the two fault lanes, at once.
@@ -871,7 +886,14 @@ export class ChaosRun {
 
     // The checks, from outside.
     const day = dayStart(Math.floor(cl.now()));
-    for (const snap of q.snapshots) violations.push(...checkFrust(snap, this.clicks, { day }));
+    const survivors = new Set(this.frust.clients.flatMap((c) => c.conns).filter((c) => c.connected && !c.disconnects.length).map((c) => c.label));
+    const digests = new Set(q.snapshots.map(digest));
+    if (digests.size === 1) {
+      violations.push(...checkFrust({ ...q.snapshots[0], edge: 'every edge' }, this.clicks, { day, survivors, t0: tl.t0 }));
+    } else {
+      violations.push({ invariant: 'edges-agree', message: `the edges serve different counts: ${q.snapshots.map((x) => `${x.edge} total ${x.stats.click_count_total}, ${x.latest.length} stored`).join('; ')}` });
+      for (const snap of q.snapshots) violations.push(...checkFrust(snap, this.clicks, { day, survivors, t0: tl.t0 }));
+    }
     const recorders = this.frust.clients.flatMap((c) => c.conns);
     violations.push(...checkFrustDeliveries(recorders, this.clicks, `${this.tag}.`));
     let histories = new Map();
@@ -939,9 +961,16 @@ export class ChaosRun {
       lines.push('  violations:');
       for (const x of violations) lines.push(`    [${x.invariant}] ${x.message}`);
       lines.push(`  ${replayHint(this.config, r)}`);
+      if (q.js) {
+        const st = Object.entries(q.js.streams).map(([n, x]) => `${n} leader ${x.leader}, ${x.messages} messages, last seq ${x.lastSeq}`).join('; ');
+        const cs = q.js.consumers.filter((c) => c.stream === 'FACTS' || c.redelivered || c.pending || c.ackPending)
+          .map((c) => `${c.stream}/${c.name} leader ${c.leader} delivered ${c.delivered} ack floor ${c.ackFloor} redelivered ${c.redelivered} pending ${c.pending}/${c.ackPending}`);
+        lines.push(`  JetStream at the check: ${st}`, ...cs.map((c) => `    ${c}`));
+      }
       lines.push('  warnings and errors logged by the processes (last 12 each):');
       for (const p of this.cl.all()) {
-        const alerts = p.logs.map(plain).filter((l) => ALERT.test(l)).slice(-12);
+        const from = p.logs.lastIndexOf(this.marker);
+        const alerts = p.logs.slice(Math.max(0, from)).map(plain).filter((l) => ALERT.test(l)).slice(-12);
         if (alerts.length) lines.push(`  --- ${p.name}\n${alerts.map((l) => `    ${l}`).join('\n')}`);
       }
     }

@@ -303,6 +303,7 @@ export async function startNatsCluster({ size = 3, name = 'nats' } = {}) {
               consumers.set(key, {
                 stream: st.name, name: c.name, leader: cLeader,
                 pending: c.num_pending ?? 0, ackPending: c.num_ack_pending ?? 0, redelivered: c.num_redelivered ?? 0,
+                delivered: c.delivered?.stream_seq, ackFloor: c.ack_floor?.stream_seq,
               });
             }
           }
