@@ -219,7 +219,7 @@ function procOf(cl, role, index) {
 async function natsRoles(cl) {
   const js = await cl.nats.jetstream();
   const roles = new Map(cl.nats.nodes.map((n) => [n.serverName(), []]));
-  for (const [name, st] of Object.entries(js.streams)) roles.get(st.leader)?.push(`leads ${name}`);
+  for (const [name, st] of Object.entries(js.streams)) roles.get(st.leader)?.push(`leads ${name} (R${st.replicas})`);
   for (const p of [cl.aggregator, ...cl.workers, ...cl.edges]) {
     const conn = p.connectionName();
     if (!conn) continue;

@@ -294,7 +294,9 @@ export async function startNatsCluster({ size = 3, name = 'nats' } = {}) {
           const leader = st.cluster?.leader;
           // Every replica reports the leader; only the leader's numbers are current.
           if (leader && (!streams[st.name] || leader === node.serverName())) {
-            streams[st.name] = { leader, messages: st.state?.messages, lastSeq: st.state?.last_seq };
+            streams[st.name] = {
+              leader, messages: st.state?.messages, lastSeq: st.state?.last_seq, replicas: 1 + (st.cluster?.replicas?.length ?? 0),
+            };
           }
           for (const c of st.consumer_detail ?? []) {
             const key = `${st.name}/${c.name}`;
