@@ -472,6 +472,7 @@ class ChatLoad {
       if (edge) {
         try {
           s.cur = await within(connectChat(edge, s.user, { label: `${s.label}/${s.conns.length + 1}@${edge.name}` }), 5000, 'chat connect');
+          s.cur.openedAt = Date.now();
           s.conns.push(s.cur);
           this.run.stats.chatConnects += 1;
           return true;
@@ -905,16 +906,62 @@ export class ChaosRun {
     }
     violations.push(...checkRefusals(this.clicks, this.messages, r, tl.t0));
 
-    const report = this.report(r, plan, tl, q, histories, Date.now() - roundStart, violations);
+    // On a failure, what the edges counted as refused (a silent refusal's reason is only there).
+    const metrics = violations.length ? await this.edgeMetrics() : [];
+    const report = this.report(r, plan, tl, q, histories, Date.now() - roundStart, violations, metrics);
     if (violations.length) this.failed = true;
     this.record({
       seed: config.seed, round: r, cluster: this.cluster, ms: Date.now() - roundStart, faults: plan.faults.map(describeFault),
       timeline: tl.lines, clicks: this.tallyOf(this.clicks, r), messages: this.tallyOf(this.messages, r),
       stored: q.snapshots[0]?.latest.length, counted: q.snapshots[0]?.stats.click_count_total,
       chatStored: [...histories.values()].reduce((n, h) => n + h.messages.length, 0),
+      chatLiveGaps: this.chatDeliveryGaps(histories),
       violations: violations.map(({ invariant, message }) => ({ invariant, message })),
     });
     return { ok: violations.length === 0, violations, report };
+  }
+
+  /**
+   * Not asserted (fan-out over core NATS is at most once), reported: stored messages that a
+   * member's connection, open from before the send until now, never received.
+   */
+  chatDeliveryGaps(histories) {
+    let expected = 0;
+    let missed = 0;
+    let ownMissed = 0;
+    const conns = this.chat.slots.flatMap((s) => s.conns).filter((c) => c.isOpen && c.openedAt);
+    const got = new Map(conns.map((c) => [c, new Set(c.all('message-receive').map((m) => m?.id))]));
+    for (const room of this.chat.rooms) {
+      for (const m of histories.get(room.id)?.messages ?? []) {
+        const sentAt = this.messages.get(m.message)?.sentAt;
+        if (sentAt === undefined) continue;
+        for (const c of conns) {
+          if (!room.members.includes(c.user) || c.openedAt > sentAt) continue;
+          expected += 1;
+          if (!got.get(c).has(m.id)) {
+            missed += 1;
+            if (c.user === m.sender_id) ownMissed += 1;
+          }
+        }
+      }
+    }
+    return { expected, missed, ownMissed };
+  }
+
+  /** Non-zero reject and bus-failure counters of every live edge (since its last start). */
+  async edgeMetrics() {
+    const out = [];
+    for (const e of this.cl.edges.filter((x) => x.alive() && !x.paused)) {
+      try {
+        const res = await fetch(`${e.url}/metrics`, { signal: AbortSignal.timeout(3000) });
+        const lines = (await res.text()).split('\n')
+          .filter((l) => /^switchyard_(rejects_total|bus_durable_failed_total|bus_durable_retries_total)\b/.test(l) && !/ 0$/.test(l));
+        out.push(`${e.name}: ${lines.join('; ') || 'no rejects'}`);
+      } catch (err) {
+        out.push(`${e.name}: /metrics unreadable (${err.message})`);
+      }
+    }
+    return out;
   }
 
   tallyOf(ledger, round) {
@@ -938,7 +985,7 @@ export class ChaosRun {
     }
   }
 
-  report(r, plan, tl, q, histories, ms, violations) {
+  report(r, plan, tl, q, histories, ms, violations, metrics = []) {
     const tally = (ledger, round) => Object.entries(this.tallyOf(ledger, round)).map(([k, n]) => `${k} ${n}`).join(', ');
     const clicksThisRound = [...this.clicks.values()].filter((e) => e.round === r).length;
     const msgsThisRound = [...this.messages.values()].filter((e) => e.round === r).length;
@@ -948,12 +995,14 @@ export class ChaosRun {
     const seenLive = new Set(recorders.flatMap((c) => c.all('click').map((x) => x?.comment)));
     const neverSeen = okClicks.filter((e) => !seenLive.has(e.comment)).length;
     const storedMsgs = [...histories.values()].reduce((n, h) => n + h.messages.length, 0);
+    const chatGaps = this.chatDeliveryGaps(histories);
     const lines = [
       `chaos round ${r}/${this.config.rounds} (seed ${this.config.seed}, cluster ${this.cluster}, ${(ms / 1000).toFixed(1)} s): ${violations.length ? `FAILED, ${violations.length} violations` : 'ok'}`,
       `  faults drawn: ${plan.faults.map(describeFault).join('; ')}`,
       `  frust: ${clicksThisRound} clicks this round (${tally(this.clicks, r)}); not sent (${MAX_IN_FLIGHT} acks outstanding) ${this.stats.throttled}; ` +
         `cluster total stored ${snap?.latest.length ?? '?'} counted ${snap?.stats.click_count_total ?? '?'}; acked clicks no client saw live: ${neverSeen}/${okClicks.length}`,
-      `  chat: ${msgsThisRound} messages this round (${tally(this.messages, r)}); stored ${storedMsgs} in ${histories.size} rooms`,
+      `  chat: ${msgsThisRound} messages this round (${tally(this.messages, r)}); stored ${storedMsgs} in ${histories.size} rooms; ` +
+        `live deliveries missed by member connections open throughout: ${chatGaps.missed}/${chatGaps.expected} (senders' own: ${chatGaps.ownMissed})`,
       `  connections so far: ${this.stats.frustConnects} Socket.IO, ${this.stats.chatConnects} chat`,
       ...tl.lines.map((l) => `  ${l}`),
     ];
@@ -967,6 +1016,7 @@ export class ChaosRun {
           .map((c) => `${c.stream}/${c.name} leader ${c.leader} delivered ${c.delivered} ack floor ${c.ackFloor} redelivered ${c.redelivered} pending ${c.pending}/${c.ackPending}`);
         lines.push(`  JetStream at the check: ${st}`, ...cs.map((c) => `    ${c}`));
       }
+      if (metrics.length) lines.push(`  edge counters: ${metrics.join(' | ')}`);
       lines.push('  warnings and errors logged by the processes (last 12 each):');
       for (const p of this.cl.all()) {
         const from = p.logs.lastIndexOf(this.marker);
