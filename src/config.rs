@@ -39,9 +39,34 @@ pub enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: u64,
     },
+    /// Inbound packets the workers could not persist (cluster mode: the DEAD stream).
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Load generator: real clients against running edges; latency, throughput, errors.
     /// `switchyard bench merge a.json b.json` merges several processes' results.
     Bench(Box<switchyard_loadgen::BenchArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// Print each dead letter as one JSON line: seq, subject, id, error, attempts, failed_at_ms.
+    List {
+        /// Print at most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Publish dead letters to their inbound subject again (same packet id: persisting stays
+    /// idempotent), then delete them from the DEAD stream.
+    Redrive {
+        /// The stream sequences to re-drive (from `list`).
+        #[arg(long = "seq", required_unless_present = "all")]
+        seqs: Vec<u64>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "seqs")]
+        all: bool,
+    },
 }
 
 /// `90`, `90s`, `15m`, `1h`, `7d` → seconds.
@@ -93,14 +118,42 @@ pub struct Common {
     #[arg(long, env = "SWITCHYARD_NATS", global = true)]
     pub nats: Option<String>,
 
-    /// JetStream stream replicas (3 on a 3-node NATS cluster).
+    /// JetStream stream replicas; unset: min(3, servers in the NATS cluster).
+    #[arg(long, env = "SWITCHYARD_NATS_REPLICAS", global = true, value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub nats_replicas: Option<u64>,
+
+    /// How long an edge holds an inbound packet and retries its durable publish (same
+    /// Nats-Msg-Id) before refusing it, in milliseconds; outlasts a JetStream election.
     #[arg(
         long,
-        env = "SWITCHYARD_NATS_REPLICAS",
-        default_value_t = 1,
-        global = true
+        env = "SWITCHYARD_PUBLISH_BUDGET_MS",
+        default_value_t = 30_000,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1000..)
     )]
-    pub nats_replicas: usize,
+    pub publish_budget_ms: u64,
+
+    /// Bytes of inbound packets one edge may hold while the stream has not confirmed them;
+    /// beyond, packets are refused (`held_full`).
+    #[arg(
+        long,
+        env = "SWITCHYARD_HELD_BYTES",
+        default_value_t = 32 * 1024 * 1024,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1024..)
+    )]
+    pub held_bytes: u64,
+
+    /// Attempts to persist one inbound packet while the store otherwise works, before it goes
+    /// to the dead-letter stream and its partition moves on.
+    #[arg(
+        long,
+        env = "SWITCHYARD_PERSIST_ATTEMPTS",
+        default_value_t = 10,
+        global = true,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub persist_attempts: u32,
 
     /// How often edges report their connections to the aggregator, in milliseconds.
     #[arg(

@@ -3,6 +3,7 @@
 //! `aggregator` run one role each over NATS (cluster mode).
 
 mod config;
+mod dead_letters;
 mod ops;
 mod roles;
 
@@ -38,6 +39,7 @@ fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
+            Command::DeadLetters { action } => dead_letters::run(&common, action).await,
             Command::Bench(args) => switchyard_loadgen::run(*args, common.jwt_secret).await,
         }
     })

@@ -51,6 +51,12 @@ impl Roles {
         worker: false,
         aggregator: true,
     };
+    /// No role: a command-line tool talking to the cluster.
+    pub const NONE: Roles = Roles {
+        edge: false,
+        worker: false,
+        aggregator: false,
+    };
 
     fn is_all(&self) -> bool {
         self.edge && self.worker && self.aggregator
@@ -58,6 +64,7 @@ impl Roles {
 
     fn label(&self) -> &'static str {
         match (self.edge, self.worker, self.aggregator) {
+            (false, false, false) => "cli",
             (true, true, true) => "all",
             (true, false, false) => "edge",
             (false, true, false) => "worker",
@@ -91,7 +98,11 @@ async fn connect_bus(common: &Common, roles: Roles) -> anyhow::Result<Arc<dyn Bu
     }
 }
 
-async fn connect_nats(common: &Common, urls: &str, roles: Roles) -> anyhow::Result<Arc<dyn Bus>> {
+pub async fn connect_nats(
+    common: &Common,
+    urls: &str,
+    roles: Roles,
+) -> anyhow::Result<Arc<dyn Bus>> {
     let urls: Vec<String> = urls
         .split(',')
         .map(|u| u.trim().to_owned())
@@ -99,10 +110,13 @@ async fn connect_nats(common: &Common, urls: &str, roles: Roles) -> anyhow::Resu
         .collect();
     anyhow::ensure!(!urls.is_empty(), "SWITCHYARD_NATS names no server");
     let opts = NatsOptions {
-        urls,
-        replicas: common.nats_replicas.max(1),
+        replicas: common.nats_replicas.map(|n| n as usize),
+        publish_budget: Duration::from_millis(common.publish_budget_ms),
         // The pid tells an operator (and the chaos suite) which process a connection is.
-        name: format!("switchyard-{}-{}", roles.label(), std::process::id()),
+        ..NatsOptions::new(
+            urls,
+            format!("switchyard-{}-{}", roles.label(), std::process::id()),
+        )
     };
     Ok(Arc::new(NatsBus::connect(opts).await?))
 }
@@ -168,7 +182,9 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     });
     let worker = roles.worker.then(|| {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(Worker::new(bus.clone(), store.clone()).run(stop.clone()));
+        let worker =
+            Worker::new(bus.clone(), store.clone()).with_persist_attempts(common.persist_attempts);
+        let task = tokio::spawn(worker.run(stop.clone()));
         Running { stop, task }
     });
     let edge = match roles.edge {
@@ -183,6 +199,7 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
                     chat: chat_config(&common)?,
                     heartbeat: Duration::from_millis(common.heartbeat_ms.max(50)),
                     limits: limits_config(&common),
+                    held_bytes: common.held_bytes as usize,
                     socket_io: SocketIoConfig {
                         send_queue: common.sio_send_queue.max(16),
                         ping_interval: Duration::from_millis(common.sio_ping_interval_ms.max(100)),

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use switchyard_schema::clock::hour_start;
 use switchyard_schema::envelope::Fact;
 use switchyard_schema::frust::{stats_at, Stats, UserRow};
-use switchyard_store::{CounterUpdate, HourCount, Store, StoreResult, Totals};
+use switchyard_store::{CountedFact, CounterUpdate, HourCount, Store, StoreResult, Totals};
+
+use crate::facts::counted_id;
 
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -15,6 +17,8 @@ pub struct Counters {
     users: HashMap<String, (i64, i64)>,
     dirty_hours: HashSet<i64>,
     dirty_users: HashSet<String>,
+    /// Packets counted since the last flush, saved with it.
+    counted: Vec<CountedFact>,
     dirty: bool,
 }
 
@@ -68,6 +72,12 @@ impl Counters {
         u.1 += event;
         self.dirty_hours.insert(hour);
         self.dirty_users.insert(user.clone());
+        if let Some(id) = counted_id(fact) {
+            self.counted.push(CountedFact {
+                id: id.to_owned(),
+                seq,
+            });
+        }
         self.skip(seq);
     }
 
@@ -107,10 +117,12 @@ impl Counters {
                     }
                 })
                 .collect(),
+            counted: self.counted.clone(),
         };
         store.save_counters(&update).await?;
         self.dirty_hours.clear();
         self.dirty_users.clear();
+        self.counted.clear();
         self.dirty = false;
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 mod chat_presence;
 mod counters;
+mod facts;
 mod presence;
 mod status;
 
@@ -10,14 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
-use switchyard_bus::{Bus, ConsumerSpec, Delivery};
+use futures::StreamExt;
+use switchyard_bus::{Bus, Delivery};
 use switchyard_schema::chat::ServerPacket;
 use switchyard_schema::envelope::{
-    self, ChatOut, ChatPresence, ChatTarget, Fact, FrustFanout, FrustOut, OnlineUsers, Presence,
+    self, ChatOut, ChatPresence, ChatTarget, FrustFanout, FrustOut, OnlineUsers, Presence,
 };
 use switchyard_schema::subjects::{
-    OUT_CHAT_USERS, OUT_FRUST, PRESENCE_CHAT, PRESENCE_FRUST, RPC_FRUST_ONLINE, STREAM_FACTS,
+    OUT_CHAT_USERS, OUT_FRUST, PRESENCE_CHAT, PRESENCE_FRUST, RPC_FRUST_ONLINE,
 };
 use switchyard_schema::Clock;
 use switchyard_store::Store;
@@ -26,11 +27,12 @@ use tokio_util::task::TaskTracker;
 
 use chat_presence::ChatPresenceMap;
 pub use counters::Counters;
+use facts::{FactReader, Place};
 use presence::Sessions;
 pub use status::status_window;
 use status::StatusPacer;
 
-/// Facts applied before the counters are flushed and acknowledged, at most.
+/// Facts applied before the counters are flushed, at most.
 const MAX_FLUSH: usize = 2048;
 const DRAIN_IDLE: Duration = Duration::from_millis(300);
 
@@ -74,15 +76,8 @@ impl Aggregator {
         }
         let mut counters = Counters::load(&*self.store).await?;
         let mut sessions = Sessions::default();
-        let mut facts = self
-            .bus
-            .consume(&ConsumerSpec {
-                stream: STREAM_FACTS,
-                name: "aggregator",
-                filter: ">",
-                max_in_flight: MAX_FLUSH * 2,
-            })
-            .await?;
+        // Strictly in sequence from the checkpoint: what is counted is a prefix of the stream.
+        let mut facts = FactReader::open(self.bus.clone(), counters.applied_seq() + 1).await?;
         let mut presence = self.bus.subscribe(PRESENCE_FRUST).await?;
         let mut queries = self.bus.subscribe(RPC_FRUST_ONLINE).await?;
         let mut chat_presence = self.bus.subscribe(PRESENCE_CHAT).await?;
@@ -171,41 +166,53 @@ impl Aggregator {
         Ok(())
     }
 
-    /// Applies `first` and whatever else is ready, saves once, then acknowledges them all.
+    /// Applies `first` and whatever else is ready, in sequence, then saves once. Stops at a
+    /// gap: what came before it is saved, and the reader re-opens at the first unapplied fact.
     async fn apply_batch(
         &self,
         first: Delivery,
-        facts: &mut futures::stream::BoxStream<'static, Delivery>,
+        facts: &mut FactReader,
         counters: &mut Counters,
         sessions: &mut Sessions,
     ) -> anyhow::Result<()> {
-        let mut batch = vec![first];
-        while batch.len() < MAX_FLUSH {
-            match facts.next().now_or_never() {
-                Some(Some(d)) => batch.push(d),
-                _ => break,
+        let deliveries = facts.ready(first, MAX_FLUSH);
+        let mut batch = facts::Batch::read(deliveries, &*self.store).await?;
+        let mut gap = false;
+        for (seq, fact) in std::mem::take(&mut batch.facts) {
+            match facts.place(seq, counters.applied_seq()) {
+                Place::Stale => {
+                    metrics::counter!("switchyard_aggregator_stale_facts_total").increment(1);
+                    continue;
+                }
+                Place::Gap => {
+                    gap = true;
+                    break;
+                }
+                Place::Next => {}
             }
-        }
-        for d in &batch {
-            if d.seq <= counters.applied_seq() {
-                continue; // already counted before a restart
-            }
-            match envelope::decode::<Fact>(&d.payload) {
-                Ok(fact) => {
+            match fact {
+                Ok(fact) if batch.first_count(&fact, seq) => {
                     sessions.count(&fact);
-                    counters.apply(&fact, d.seq);
+                    counters.apply(&fact, seq);
+                }
+                Ok(fact) => {
+                    tracing::warn!(
+                        seq,
+                        id = facts::counted_id(&fact),
+                        "late duplicate fact: counted before, not again"
+                    );
+                    metrics::counter!("switchyard_aggregator_duplicate_facts_total").increment(1);
+                    counters.skip(seq);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, seq = d.seq, "undecodable fact skipped");
-                    counters.skip(d.seq);
+                    tracing::error!(error = %e, seq, "undecodable fact skipped");
+                    counters.skip(seq);
                 }
             }
         }
         counters.flush(&*self.store).await?;
-        for d in batch {
-            if let Err(e) = d.ack().await {
-                tracing::warn!(error = %e, "fact ack failed");
-            }
+        if gap {
+            facts.reopen(counters.applied_seq() + 1).await?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use parking_lot::Mutex;
-use switchyard_schema::subjects::{stream_of, subject_matches, STREAM_FACTS, STREAM_IN};
+use switchyard_schema::subjects::{stream_of, subject_matches, STREAMS, STREAM_DEAD};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Acker, Bus, BusError, ConsumerSpec, Delivery, Message, Replier};
@@ -136,6 +136,11 @@ impl Bus for InProcessBus {
             .cloned()
             .collect();
         if targets.is_empty() {
+            if stream == STREAM_DEAD {
+                // Nobody reads dead letters in one process (no CLI can reach it): the worker
+                // has logged and counted the letter; its stream would die with us anyway.
+                return Ok(());
+            }
             // Consumers are created before edges accept traffic; this is a wiring bug.
             return Err(BusError::Backend(format!("no consumer for `{subject}`")));
         }
@@ -146,7 +151,8 @@ impl Bus for InProcessBus {
                 payload: payload.clone(),
                 seq,
             };
-            target.tx.send(queued).await.map_err(|_| BusError::Closed)?;
+            // A reader that went away (a dropped replay) misses nothing it wanted.
+            let _ = target.tx.send(queued).await;
         }
         Ok(())
     }
@@ -156,10 +162,7 @@ impl Bus for InProcessBus {
         spec: &ConsumerSpec<'_>,
     ) -> Result<BoxStream<'static, Delivery>, BusError> {
         // In one process the reader's own pipeline bounds what is in flight.
-        let stream = [STREAM_IN, STREAM_FACTS]
-            .into_iter()
-            .find(|s| *s == spec.stream)
-            .ok_or_else(|| BusError::NotDurable(spec.stream.into()))?;
+        let stream = known_stream(spec.stream)?;
         let rx = self.consumer(stream, spec.name, spec.filter).rx.clone();
         let lag = metrics::gauge!("switchyard_consumer_lag", "consumer" => spec.name.to_owned());
         Ok(futures::stream::unfold(rx, move |rx| {
@@ -180,6 +183,42 @@ impl Bus for InProcessBus {
             }
         })
         .boxed())
+    }
+
+    /// The in-process streams keep no history: a replay reads what is published from now on
+    /// (everything, since the streams start with the process), skipping sequences before `from`.
+    async fn replay(
+        &self,
+        stream: &str,
+        from: u64,
+    ) -> Result<BoxStream<'static, Delivery>, BusError> {
+        let stream = known_stream(stream)?;
+        let name = format!("replay-{}", self.next_seq("replay readers"));
+        let spec = ConsumerSpec {
+            stream,
+            name: &name,
+            filter: ">",
+            max_in_flight: 1,
+        };
+        let deliveries = self.consume(&spec).await?;
+        // A dropped replay stops receiving (a queue nobody reads would stall publishers).
+        let guard = ReplayGuard {
+            inner: self.inner.clone(),
+            key: format!("{stream}/{name}"),
+        };
+        Ok(deliveries
+            .filter(move |d| {
+                let _ = &guard;
+                std::future::ready(d.seq >= from)
+            })
+            .boxed())
+    }
+
+    async fn remove(&self, stream: &str, _seq: u64) -> Result<(), BusError> {
+        known_stream(stream)?;
+        Err(BusError::Backend(
+            "the in-process bus keeps no stream history to remove from".into(),
+        ))
     }
 
     async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
@@ -214,6 +253,25 @@ impl Bus for InProcessBus {
     }
 }
 
+/// Unregisters a replay's queue when the replay is dropped.
+struct ReplayGuard {
+    inner: Arc<Inner>,
+    key: String,
+}
+
+impl Drop for ReplayGuard {
+    fn drop(&mut self) {
+        self.inner.consumers.lock().remove(&self.key);
+    }
+}
+
+fn known_stream(name: &str) -> Result<&'static str, BusError> {
+    STREAMS
+        .into_iter()
+        .find(|s| *s == name)
+        .ok_or_else(|| BusError::NotDurable(name.into()))
+}
+
 fn tokio_stream_from<T: Send + 'static>(rx: mpsc::Receiver<T>) -> BoxStream<'static, T> {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) }).boxed()
 }
@@ -221,6 +279,7 @@ fn tokio_stream_from<T: Send + 'static>(rx: mpsc::Receiver<T>) -> BoxStream<'sta
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_schema::subjects::{STREAM_FACTS, STREAM_IN};
 
     #[tokio::test]
     async fn durable_streams_keep_order_and_sequence() {

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 pub use in_process::InProcessBus;
-pub use nats::{NatsBus, NatsOptions};
+pub use nats::{NatsBus, NatsOptions, DEFAULT_DUPLICATE_WINDOW, DEFAULT_PUBLISH_BUDGET};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -114,6 +114,19 @@ pub trait Bus: Send + Sync + 'static {
         &self,
         spec: &ConsumerSpec<'_>,
     ) -> Result<BoxStream<'static, Delivery>, BusError>;
+
+    /// Reads `stream` from sequence `from` on, in sequence order, each message once: for a
+    /// reader that keeps its own position (the aggregator's checkpoint) instead of acking.
+    /// Acks are no-ops. A jump in `seq` means nothing is stored in between (aged out or
+    /// removed); the stream re-opens by itself after node loss, where it left off.
+    async fn replay(
+        &self,
+        stream: &str,
+        from: u64,
+    ) -> Result<BoxStream<'static, Delivery>, BusError>;
+
+    /// Deletes one message of a stream (a dead letter that was re-driven).
+    async fn remove(&self, stream: &str, seq: u64) -> Result<(), BusError>;
 
     /// Fire-and-forget publish to every current subscriber.
     async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError>;

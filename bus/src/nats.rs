@@ -17,20 +17,27 @@ use async_nats::{Client, ConnectOptions, Event, RequestErrorKind, ServerAddr, Su
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
-use switchyard_schema::subjects::{stream_of, STREAM_FACTS, STREAM_IN};
+use switchyard_schema::subjects::{stream_of, STREAMS, STREAM_DEAD, STREAM_FACTS, STREAM_IN};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::{Acker, Bus, BusError, ConsumerSpec, Delivery, Message, PendingAck, Replier};
 
-/// Dedup window for `Nats-Msg-Id`: longer than any publisher's retry loop.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Default dedup window for `Nats-Msg-Id`: longer than any publisher's retry loop. (A packet
+/// published again later is stored twice; the workers' and the aggregator's idempotence on the
+/// packet id covers that.)
+pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// FACTS is a log for the aggregator; a week covers any outage it must catch up from.
 const FACTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Total time a durable publish may take before the caller hears it failed (for a pipelined
-/// send: counted from its first failed attempt).
-const PUBLISH_BUDGET: Duration = Duration::from_secs(5);
+/// Default total time a durable publish may take before the caller hears it failed (for a
+/// pipelined send: counted from its first failed attempt). It outlasts a JetStream leader
+/// election on a loaded cluster, so nothing is refused while a quorum is up.
+pub const DEFAULT_PUBLISH_BUDGET: Duration = Duration::from_secs(30);
+/// Dead letters wait this long for an operator.
+const DEAD_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Replicas when none are configured: min(this, servers in the cluster).
+const DEFAULT_MAX_REPLICAS: usize = 3;
 /// One publish attempt; short so a leader change leaves room for a retry.
 const PUBLISH_ATTEMPT: Duration = Duration::from_secs(2);
 /// JetStream API calls (stream and consumer management).
@@ -48,10 +55,27 @@ const MAX_BATCH: usize = 256;
 pub struct NatsOptions {
     /// Seed servers (`nats://host:port`); the rest of a cluster is discovered.
     pub urls: Vec<String>,
-    /// Copies of each stream (1 for a single server, 3 for a cluster).
-    pub replicas: usize,
+    /// Copies of each stream; `None`: min(3, servers in the cluster).
+    pub replicas: Option<usize>,
     /// Connection name, shown in the server's monitoring.
     pub name: String,
+    /// How long a durable publish keeps retrying (same msg id) before it fails.
+    pub publish_budget: Duration,
+    /// The streams' `Nats-Msg-Id` dedup window (tests shorten it).
+    pub duplicate_window: Duration,
+}
+
+impl NatsOptions {
+    /// Options with the defaults for everything but the servers and the connection name.
+    pub fn new(urls: Vec<String>, name: impl Into<String>) -> Self {
+        Self {
+            urls,
+            replicas: None,
+            name: name.into(),
+            publish_budget: DEFAULT_PUBLISH_BUDGET,
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+        }
+    }
 }
 
 /// Clones share one connection; consumer streams end once every clone is dropped or
@@ -63,6 +87,7 @@ pub struct NatsBus {
     admin: Context,
     /// Durable publishes, with the per-attempt ack timeout.
     publisher: Context,
+    publish_budget: Duration,
     ack_wait: Duration,
     closed: Arc<watch::Sender<bool>>,
 }
@@ -96,10 +121,12 @@ impl NatsBus {
             client,
             admin,
             publisher,
+            publish_budget: opts.publish_budget,
             ack_wait: DEFAULT_ACK_WAIT,
             closed: Arc::new(watch::channel(false).0),
         };
-        bus.ensure_streams(opts.replicas.max(1)).await?;
+        let replicas = bus.choose_replicas(opts.replicas, &opts.urls).await;
+        bus.ensure_streams(replicas, opts.duplicate_window).await?;
         Ok(bus)
     }
 
@@ -125,7 +152,7 @@ impl NatsBus {
         }
     }
 
-    /// Publishes until the stream acks or [`PUBLISH_BUDGET`] is spent; `failed` is an attempt
+    /// Publishes until the stream acks or the publish budget is spent; `failed` is an attempt
     /// the caller already made.
     async fn publish_retrying(
         &self,
@@ -134,7 +161,7 @@ impl NatsBus {
         payload: Bytes,
         mut failed: Option<PublishError>,
     ) -> Result<(), BusError> {
-        let deadline = Instant::now() + PUBLISH_BUDGET;
+        let deadline = Instant::now() + self.publish_budget;
         let mut attempt = 0;
         // Whether any attempt may have reached the stream without its ack reaching us.
         let mut maybe_stored = false;
@@ -202,11 +229,52 @@ impl NatsBus {
         .map(drop)
     }
 
-    async fn ensure_streams(&self, replicas: usize) -> Result<(), BusError> {
+    /// The configured replicas, or min(3, cluster size): a 3-node cluster gets streams that
+    /// survive a node's loss without anyone asking for it. The cluster size is what the server
+    /// advertises (its peers' client URLs) or the URLs given, whichever is larger.
+    async fn choose_replicas(&self, configured: Option<usize>, urls: &[String]) -> usize {
+        // The first round trip: server_info is filled in once connected.
+        if let Err(err) = tokio::time::timeout(SETUP_BUDGET, self.client.flush()).await {
+            warn!(%err, "NATS not reachable yet; sizing streams from the configured URLs");
+        }
+        let advertised = self.client.server_info().connect_urls.len();
+        let mut distinct: Vec<&String> = urls.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        let cluster = advertised.max(distinct.len()).max(1);
+        match configured {
+            Some(n) => {
+                let n = n.max(1);
+                if n == 1 && cluster > 1 {
+                    warn!(
+                        cluster,
+                        "SWITCHYARD_NATS_REPLICAS=1 on a {cluster}-node NATS cluster: \
+                         losing one node stops intake; unset it (default min(3, cluster)) or set 3"
+                    );
+                }
+                n
+            }
+            None => {
+                let n = cluster.min(DEFAULT_MAX_REPLICAS);
+                info!(
+                    cluster,
+                    replicas = n,
+                    "stream replicas chosen from the cluster size"
+                );
+                n
+            }
+        }
+    }
+
+    async fn ensure_streams(
+        &self,
+        replicas: usize,
+        duplicate_window: Duration,
+    ) -> Result<(), BusError> {
         let base = StreamConfig {
             storage: StorageType::File,
             num_replicas: replicas,
-            duplicate_window: DUPLICATE_WINDOW,
+            duplicate_window,
             ..Default::default()
         };
         let streams = [
@@ -222,11 +290,19 @@ impl NatsBus {
                 subjects: vec![stream_subjects(STREAM_FACTS).into()],
                 retention: RetentionPolicy::Limits,
                 max_age: FACTS_MAX_AGE,
+                ..base.clone()
+            },
+            StreamConfig {
+                name: STREAM_DEAD.into(),
+                subjects: vec![stream_subjects(STREAM_DEAD).into()],
+                retention: RetentionPolicy::Limits,
+                max_age: DEAD_MAX_AGE,
                 ..base
             },
         ];
         for config in streams {
             let name = config.name.clone();
+            self.report_replica_change(&name, replicas).await;
             retry_until(SETUP_BUDGET, &format!("stream {name}"), || {
                 let config = config.clone();
                 async move {
@@ -243,6 +319,27 @@ impl NatsBus {
             debug!(stream = %name, replicas, "stream ready");
         }
         Ok(())
+    }
+
+    /// One clear line when an existing stream's replicas differ from what is configured (the
+    /// update that follows changes them).
+    async fn report_replica_change(&self, name: &str, replicas: usize) {
+        let Ok(Ok(mut stream)) =
+            tokio::time::timeout(API_TIMEOUT, self.admin.get_stream(name)).await
+        else {
+            return; // absent (it is created next) or not reachable yet
+        };
+        if let Ok(info) = stream.info().await {
+            let current = info.config.num_replicas;
+            if current != replicas {
+                warn!(
+                    stream = name,
+                    current,
+                    configured = replicas,
+                    "stream {name} has {current} replicas, configured {replicas}: updating it"
+                );
+            }
+        }
     }
 }
 
@@ -307,10 +404,7 @@ impl Bus for NatsBus {
         spec: &ConsumerSpec<'_>,
     ) -> Result<BoxStream<'static, Delivery>, BusError> {
         self.check_open()?;
-        let stream = [STREAM_IN, STREAM_FACTS]
-            .into_iter()
-            .find(|s| *s == spec.stream)
-            .ok_or_else(|| BusError::NotDurable(spec.stream.into()))?;
+        let stream = known_stream(spec.stream)?;
         let filter = match spec.filter {
             ">" | "" => stream_subjects(stream),
             filter => filter,
@@ -355,6 +449,49 @@ impl Bus for NatsBus {
             })
             .boxed(),
         )
+    }
+
+    async fn replay(
+        &self,
+        stream: &str,
+        from: u64,
+    ) -> Result<BoxStream<'static, Delivery>, BusError> {
+        self.check_open()?;
+        let mut replayer = Replayer {
+            admin: self.admin.clone(),
+            stream: known_stream(stream)?,
+            next: from.max(1),
+            messages: None,
+            failures: 0,
+        };
+        let label = format!("replay of {stream} from {from}");
+        let (admin, name, next) = (&replayer.admin, replayer.stream, replayer.next);
+        let messages = retry_until(SETUP_BUDGET, &label, || open_replay(admin, name, next)).await?;
+        replayer.messages = Some(messages);
+        let closed = self.closed.subscribe();
+        Ok(futures::stream::unfold(
+            (replayer, closed),
+            |(mut replayer, mut closed)| async move {
+                let delivery = tokio::select! {
+                    biased;
+                    _ = closed.wait_for(|closed| *closed) => None,
+                    delivery = replayer.next() => Some(delivery),
+                };
+                delivery.map(|delivery| (delivery, (replayer, closed)))
+            },
+        )
+        .boxed())
+    }
+
+    async fn remove(&self, stream: &str, seq: u64) -> Result<(), BusError> {
+        self.check_open()?;
+        let stream = self
+            .admin
+            .get_stream_no_info(known_stream(stream)?)
+            .await
+            .map_err(backend)?;
+        stream.delete_message(seq).await.map_err(backend)?;
+        Ok(())
     }
 
     async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
@@ -505,6 +642,107 @@ impl Reader {
     }
 }
 
+/// One replay of a stream: an ordered consumer (the client re-creates it where it left off when
+/// it sees a gap or misses heartbeats), opened again from the next sequence whenever it fails.
+struct Replayer {
+    admin: Context,
+    stream: &'static str,
+    /// The sequence to resume from: one past the last delivered.
+    next: u64,
+    messages: Option<pull::Ordered>,
+    failures: u32,
+}
+
+/// An ordered consumer of `stream` from `next` on. (A free function: the replayer holding the
+/// open stream is not `Sync`, so it cannot be borrowed across these awaits.)
+async fn open_replay(
+    admin: &Context,
+    stream: &'static str,
+    next: u64,
+) -> Result<pull::Ordered, SetupError> {
+    let config = pull::OrderedConfig {
+        filter_subject: stream_subjects(stream).to_owned(),
+        deliver_policy: DeliverPolicy::ByStartSequence {
+            start_sequence: next,
+        },
+        ..Default::default()
+    };
+    admin
+        .get_stream_no_info(stream)
+        .await
+        .map_err(SetupError::retry)?
+        .create_consumer(config)
+        .await
+        .map_err(SetupError::retry)?
+        .messages()
+        .await
+        .map_err(SetupError::retry)
+}
+
+impl Replayer {
+    async fn next(&mut self) -> Delivery {
+        loop {
+            let messages = match &mut self.messages {
+                Some(messages) => messages,
+                None => match open_replay(&self.admin, self.stream, self.next).await {
+                    Ok(messages) => self.messages.insert(messages),
+                    Err(err) => {
+                        self.pause(&err.to_string()).await;
+                        continue;
+                    }
+                },
+            };
+            match messages.next().await {
+                Some(Ok(message)) => {
+                    self.failures = 0;
+                    if let Some(delivery) = to_delivery(message) {
+                        if delivery.seq < self.next {
+                            continue; // already delivered before a re-open
+                        }
+                        self.next = delivery.seq + 1;
+                        return Delivery {
+                            acker: Box::new(NoAck),
+                            ..delivery
+                        };
+                    }
+                }
+                Some(Err(err)) => {
+                    self.messages = None;
+                    self.pause(&err.to_string()).await;
+                }
+                None => {
+                    self.messages = None;
+                    self.pause("replay ended").await;
+                }
+            }
+        }
+    }
+
+    async fn pause(&mut self, why: &str) {
+        self.failures += 1;
+        let pause = backoff(self.failures);
+        warn!(
+            stream = self.stream,
+            from = self.next,
+            why,
+            retry_in_ms = pause.as_millis() as u64,
+            "re-opening replay"
+        );
+        metrics::counter!("switchyard_bus_consumer_restarts_total").increment(1);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Replays are not acknowledged: the reader keeps its own position.
+struct NoAck;
+
+#[async_trait]
+impl Acker for NoAck {
+    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
 fn to_delivery(message: jetstream::Message) -> Option<Delivery> {
     let seq = match message.info() {
         Ok(info) => info.stream_sequence,
@@ -545,11 +783,18 @@ impl Replier for NatsReplier {
 
 /// The subjects a durable stream owns; `>` in a consumer filter means all of them.
 fn stream_subjects(stream: &str) -> &'static str {
-    if stream == STREAM_IN {
-        "in.>"
-    } else {
-        "facts.>"
+    match stream {
+        STREAM_IN => "in.>",
+        STREAM_DEAD => "dead.>",
+        _ => "facts.>",
     }
+}
+
+fn known_stream(name: &str) -> Result<&'static str, BusError> {
+    STREAMS
+        .into_iter()
+        .find(|s| *s == name)
+        .ok_or_else(|| BusError::NotDurable(name.into()))
 }
 
 /// Why creating a stream or consumer failed, and whether trying again can help.

@@ -40,9 +40,8 @@ fn start_cluster() -> Vec<Server> {
 
 async fn connect(urls: Vec<String>, replicas: usize, name: &str) -> NatsBus {
     NatsBus::connect(NatsOptions {
-        urls,
-        replicas,
-        name: name.to_owned(),
+        replicas: Some(replicas),
+        ..NatsOptions::new(urls, name)
     })
     .await
     .expect("connect")
@@ -526,4 +525,77 @@ async fn pending_ack_resolves_only_once_stored_retrying_refusals() {
         .unwrap()
         .unwrap();
     assert_eq!(stored(&server.url(), "FACTS").await, 1);
+}
+
+/// A replay reads in sequence from where it starts, and goes on where it left off after the
+/// server it is connected to dies (the aggregator's case: nothing skipped, nothing twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_is_in_sequence_from_its_start_through_the_loss_of_its_server() {
+    let mut servers = start_cluster();
+    let urls: Vec<String> = servers.iter().map(Server::url).collect();
+    // The reader is attached to the first server only, as a role usually is to one node.
+    let reader = connect(vec![urls[0].clone()], 3, "replay-reader").await;
+    let writer = connect(urls[1..].to_vec(), 3, "replay-writer").await;
+    for i in 1..=100u32 {
+        writer
+            .publish_durable("facts.frust", &format!("r-{i}"), Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    let mut replay = reader.replay("FACTS", 40).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 31 {
+        seen.push(next(&mut replay).await.seq);
+    }
+    assert_eq!(
+        seen,
+        (40..=70).collect::<Vec<u64>>(),
+        "from its start, in order"
+    );
+
+    servers[0].kill();
+    let publishing = tokio::spawn(async move {
+        for i in 101..=150u32 {
+            writer
+                .publish_durable("facts.frust", &format!("r-{i}"), Bytes::from(i.to_string()))
+                .await
+                .unwrap();
+        }
+        writer
+    });
+    // The reader's server is gone for good: its client reconnects to a survivor.
+    while seen.len() < 111 {
+        let d = tokio::time::timeout(Duration::from_secs(60), replay.next())
+            .await
+            .expect("the replay goes on after its server died")
+            .expect("open");
+        seen.push(d.seq);
+    }
+    let _writer = publishing.await.unwrap();
+    assert_eq!(
+        seen,
+        (40..=150).collect::<Vec<u64>>(),
+        "no gap and no repeat across the node loss"
+    );
+    assert!(silent(&mut replay, Duration::from_millis(500)).await);
+}
+
+/// Without configured replicas a 3-node cluster gets 3 copies of every stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_replicas_follow_the_cluster_size() {
+    let servers = start_cluster();
+    let urls: Vec<String> = servers.iter().map(Server::url).collect();
+    let bus = NatsBus::connect(NatsOptions::new(vec![urls[0].clone()], "replicas"))
+        .await
+        .expect("connect");
+    bus.publish_durable("facts.frust", "x", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let client = async_nats::connect(&urls[0]).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    for stream in ["IN", "FACTS", "DEAD"] {
+        let mut handle = js.get_stream(stream).await.unwrap();
+        let replicas = handle.info().await.unwrap().config.num_replicas;
+        assert_eq!(replicas, 3, "{stream} replicas with one URL given");
+    }
 }

@@ -7,6 +7,7 @@ pub mod chat;
 mod coalesce;
 mod dedup;
 pub(crate) mod frust;
+mod held;
 pub mod limits;
 mod owned_head;
 mod static_files;
@@ -42,6 +43,8 @@ pub struct EdgeConfig {
     pub heartbeat: std::time::Duration,
     pub limits: limits::LimitsConfig,
     pub socket_io: SocketIoConfig,
+    /// Bytes of inbound packets the edge may hold unconfirmed by the stream (see `held`).
+    pub held_bytes: usize,
 }
 
 /// Socket.IO transport settings.

@@ -38,6 +38,13 @@ CREATE TABLE IF NOT EXISTS aggregator_checkpoint (
     event_total INTEGER NOT NULL
 );
 
+-- Packet ids the aggregator counted, with the FACTS sequence of the fact it counted: a fact
+-- for a counted id at another sequence is a late duplicate and counts nothing.
+CREATE TABLE IF NOT EXISTS aggregator_counted (
+    id  TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- Chat.
 CREATE TABLE IF NOT EXISTS chat_rooms (
     room_id    TEXT PRIMARY KEY,

@@ -70,6 +70,23 @@ impl Inbound {
     }
 }
 
+/// An inbound packet the workers gave up on (it failed to persist, or could not be read), kept
+/// on the DEAD stream with why, so an operator can inspect it and send it through again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The inbound subject it was read from (and is re-driven to).
+    pub subject: String,
+    /// The packet id (`Nats-Msg-Id`), when the packet could be read.
+    pub id: Option<String>,
+    /// The inbound envelope exactly as it was published (dead letters are rare: no compact
+    /// byte encoding needed).
+    pub payload: Vec<u8>,
+    pub error: String,
+    pub attempts: u32,
+    /// Unix milliseconds.
+    pub failed_at_ms: i64,
+}
+
 /// What the workers persisted; the aggregator counts these, in stream order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Fact {

@@ -5,11 +5,17 @@
 pub const STREAM_IN: &str = "IN";
 /// Durable stream of what the workers persisted, in the order the aggregator must apply it.
 pub const STREAM_FACTS: &str = "FACTS";
+/// Durable stream of inbound packets that could not be persisted (poison packets), with why.
+pub const STREAM_DEAD: &str = "DEAD";
+/// Every durable stream.
+pub const STREAMS: [&str; 3] = [STREAM_IN, STREAM_FACTS, STREAM_DEAD];
 
 pub const IN_FRUST_CLICK: &str = "in.frust.click";
 pub const IN_FRUST_EVENT: &str = "in.frust.event";
 pub const FACTS_FRUST: &str = "facts.frust";
 pub const FACTS_CHAT: &str = "facts.chat";
+/// A dead letter of an inbound subject: `dead.` + the subject it was read from.
+pub const DEAD_PREFIX: &str = "dead.";
 
 /// Inbound chat is partitioned by room so one consumer at a time owns a room's order.
 pub const CHAT_PARTITIONS: u32 = 16;
@@ -58,6 +64,8 @@ pub fn stream_of(subject: &str) -> Option<&'static str> {
         Some(STREAM_IN)
     } else if subject.starts_with("facts.") {
         Some(STREAM_FACTS)
+    } else if subject.starts_with(DEAD_PREFIX) {
+        Some(STREAM_DEAD)
     } else {
         None
     }
@@ -104,6 +112,7 @@ mod tests {
     fn streams_by_prefix() {
         assert_eq!(stream_of(IN_FRUST_CLICK), Some(STREAM_IN));
         assert_eq!(stream_of(FACTS_FRUST), Some(STREAM_FACTS));
+        assert_eq!(stream_of("dead.in.frust.click"), Some(STREAM_DEAD));
         assert_eq!(stream_of(OUT_FRUST), None);
     }
 }

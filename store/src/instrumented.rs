@@ -71,6 +71,13 @@ impl<S: Store> Store for Instrumented<S> {
         timed("save_counters", self.inner.save_counters(update)).await
     }
 
+    async fn counted_facts(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, u64>> {
+        timed("counted_facts", self.inner.counted_facts(ids)).await
+    }
+
     async fn rebuild_counters(&self) -> StoreResult<()> {
         timed("rebuild_counters", self.inner.rebuild_counters()).await
     }

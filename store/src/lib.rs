@@ -5,6 +5,7 @@ mod instrumented;
 pub mod scylla;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -74,6 +75,17 @@ pub struct CounterUpdate {
     pub totals: Totals,
     pub hours: Vec<HourCount>,
     pub users: Vec<UserRow>,
+    /// The facts this flush counted: packet id and FACTS sequence, one mark per id. A fact for
+    /// an id counted at another sequence is a late duplicate (re-published after the stream's
+    /// duplicate window) and is not counted again.
+    pub counted: Vec<CountedFact>,
+}
+
+/// A packet id the aggregator counted, and the FACTS sequence of the fact it counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedFact {
+    pub id: String,
+    pub seq: u64,
 }
 
 #[async_trait]
@@ -90,7 +102,12 @@ pub trait Store: Send + Sync + 'static {
     /// Hour counts with `hour >= since`, any order.
     async fn hours_since(&self, since: i64) -> StoreResult<Vec<HourCount>>;
     async fn users(&self) -> StoreResult<Vec<UserRow>>;
+    /// Saves a flush. The `counted` marks may be written before the counters (not atomically
+    /// with them): a mark is only ever read together with its sequence, so a mark whose
+    /// counters were lost in a crash still lets the same fact count when it is replayed.
     async fn save_counters(&self, update: &CounterUpdate) -> StoreResult<()>;
+    /// The FACTS sequence each of `ids` was counted at, for the ids that were counted.
+    async fn counted_facts(&self, ids: &[String]) -> StoreResult<HashMap<String, u64>>;
     /// Recomputes every counter from the stored clicks and events and resets the applied
     /// sequence to 0. For a bus whose streams do not outlive the process (embedded mode).
     async fn rebuild_counters(&self) -> StoreResult<()>;

@@ -12,8 +12,8 @@ use futures::FutureExt;
 use switchyard_schema::chat::{ChatMessage, HistoryQuery, Order, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 use switchyard_store::{
-    CounterUpdate, HourCount, SqliteStore, Store, StoreError, StoredChatMessage, StoredClick,
-    StoredEvent, Totals,
+    CountedFact, CounterUpdate, HourCount, SqliteStore, Store, StoreError, StoredChatMessage,
+    StoredClick, StoredEvent, Totals,
 };
 
 const DAY: i64 = 86_400;
@@ -50,6 +50,7 @@ async fn contract(store: Arc<dyn Store>) {
     let store = &*store;
     inserts_are_idempotent_and_read_newest_first(store).await;
     counters_round_trip_with_checkpoint(store).await;
+    counted_marks_keep_the_first_sequence(store).await;
     rebuild_recounts_from_rows(store).await;
     reads_cross_midnight_both_ways(store).await;
     reads_span_many_pages_in_order(store).await;
@@ -149,6 +150,7 @@ async fn counters_round_trip_with_checkpoint(store: &dyn Store) {
                 event_count: 0,
             },
         ],
+        counted: vec![],
     };
     store.save_counters(&update).await.unwrap();
     // Absolute values: saving again (a retried flush) changes nothing.
@@ -183,6 +185,7 @@ async fn counters_round_trip_with_checkpoint(store: &dyn Store) {
             click_count: 8,
             event_count: 2,
         }],
+        counted: vec![],
     };
     store.save_counters(&later).await.unwrap();
     assert_eq!(store.totals().await.unwrap(), later.totals);
@@ -218,6 +221,7 @@ async fn counters_round_trip_with_checkpoint(store: &dyn Store) {
             },
         ],
         users: vec![],
+        counted: vec![],
     };
     store.save_counters(&far).await.unwrap();
     let mut recent: Vec<i64> = store
@@ -230,6 +234,48 @@ async fn counters_round_trip_with_checkpoint(store: &dyn Store) {
     recent.sort();
     assert_eq!(recent, vec![400 * DAY, 20_000 * DAY]);
     assert_eq!(store.hours_since(0).await.unwrap().len(), 4);
+}
+
+/// The aggregator's defence against a fact published twice beyond the stream's duplicate
+/// window: the marks say at which sequence each id was counted.
+async fn counted_marks_keep_the_first_sequence(store: &dyn Store) {
+    let mark = |id: &str, seq| CountedFact { id: id.into(), seq };
+    let totals = store.totals().await.unwrap();
+    let flush = |counted| CounterUpdate {
+        totals,
+        hours: vec![],
+        users: vec![],
+        counted,
+    };
+    let ids: Vec<String> = ["mark-a", "mark-b", "mark-c"].map(String::from).into();
+    assert!(store.counted_facts(&ids).await.unwrap().is_empty());
+    store
+        .save_counters(&flush(vec![mark("mark-a", 60), mark("mark-b", 61)]))
+        .await
+        .unwrap();
+    // A retried flush changes nothing. (A duplicate's mark is never written: the aggregator
+    // skips the duplicate, so there is one mark per id.)
+    store
+        .save_counters(&flush(vec![mark("mark-a", 60), mark("mark-b", 61)]))
+        .await
+        .unwrap();
+    let counted = store.counted_facts(&ids).await.unwrap();
+    assert_eq!(counted.len(), 2, "only counted ids are marked: {counted:?}");
+    assert_eq!((counted["mark-a"], counted["mark-b"]), (60, 61));
+    // Many ids at once (SQLite binds them in chunks; ScyllaDB reads them concurrently).
+    let many: Vec<CountedFact> = (0..1200)
+        .map(|i| mark(&format!("many-{i}"), 100 + i))
+        .collect();
+    store.save_counters(&flush(many.clone())).await.unwrap();
+    let ids: Vec<String> = many.iter().map(|m| m.id.clone()).collect();
+    let counted = store.counted_facts(&ids).await.unwrap();
+    assert_eq!(counted.len(), 1200);
+    assert!(many.iter().all(|m| counted[&m.id] == m.seq));
+    assert_eq!(
+        store.totals().await.unwrap(),
+        totals,
+        "marks move no counter"
+    );
 }
 
 async fn rebuild_recounts_from_rows(store: &dyn Store) {

@@ -17,11 +17,12 @@ use futures::{FutureExt, StreamExt};
 use switchyard_bus::{Bus, ConsumerSpec, Delivery};
 use switchyard_schema::chat::ServerPacket;
 use switchyard_schema::envelope::{
-    self, ChatOut, ChatTarget, Fact, FrustFanout, FrustOut, Inbound,
+    self, ChatOut, ChatTarget, DeadLetter, Fact, FrustFanout, FrustOut, Inbound,
 };
 use switchyard_schema::frust::{event_toast, milestone_toast, Click, Event};
 use switchyard_schema::subjects::{
-    out_chat_room, CHAT_PARTITIONS, FACTS_CHAT, FACTS_FRUST, IN_FRUST_ALL, OUT_FRUST, STREAM_IN,
+    out_chat_room, CHAT_PARTITIONS, DEAD_PREFIX, FACTS_CHAT, FACTS_FRUST, IN_FRUST_ALL, OUT_FRUST,
+    STREAM_IN,
 };
 use switchyard_store::{Store, StoreResult, StoredChatMessage, StoredClick, StoredEvent};
 use tokio_util::sync::CancellationToken;
@@ -34,10 +35,13 @@ const FRUST_IN_FLIGHT: usize = 256;
 const FRUST_UNACKED: usize = 4 * FRUST_IN_FLIGHT;
 /// With shutdown requested, a worker stops once its stream has been idle this long.
 const DRAIN_IDLE: Duration = Duration::from_millis(300);
+/// Default for [`Worker::with_persist_attempts`].
+pub const DEFAULT_PERSIST_ATTEMPTS: u32 = 10;
 
 pub struct Worker {
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
+    persist_attempts: u32,
 }
 
 /// What persisting one delivery produced.
@@ -49,7 +53,18 @@ struct Persisted {
 
 impl Worker {
     pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>) -> Self {
-        Self { bus, store }
+        Self {
+            bus,
+            store,
+            persist_attempts: DEFAULT_PERSIST_ATTEMPTS,
+        }
+    }
+
+    /// A packet that fails to persist this many times while the store otherwise answers is a
+    /// poison packet: it goes to the dead-letter stream and its partition moves on.
+    pub fn with_persist_attempts(mut self, attempts: u32) -> Self {
+        self.persist_attempts = attempts.max(1);
+        self
     }
 
     /// Runs until `shutdown` is cancelled and the streams have drained.
@@ -128,10 +143,11 @@ impl Worker {
         let packet = match envelope::decode::<Inbound>(&delivery.payload) {
             Ok(p) => p,
             Err(e) => {
-                // A packet no version of us can read would block the stream forever: drop it.
-                tracing::error!(error = %e, subject = %delivery.subject, "undecodable inbound packet dropped");
+                // A packet no version of us can read would block the stream forever.
                 metrics::counter!("switchyard_rejects_total", "api" => "bus", "reason" => "decode")
                     .increment(1);
+                self.dead_letter(Letter::of(&delivery, None), &e.to_string(), 0)
+                    .await;
                 return Persisted {
                     delivery,
                     packet: None,
@@ -140,13 +156,90 @@ impl Worker {
             }
         };
         let started = Instant::now();
-        let newly_stored = retry_forever(|| self.store_packet(&packet)).await;
+        let newly_stored = match self.persist_or_give_up(&packet).await {
+            Ok(newly_stored) => newly_stored,
+            Err((error, attempts)) => {
+                self.dead_letter(Letter::of(&delivery, Some(packet.id())), &error, attempts)
+                    .await;
+                return Persisted {
+                    delivery,
+                    packet: None,
+                    newly_stored: false,
+                };
+            }
+        };
         metrics::histogram!("switchyard_persist_seconds").record(started.elapsed());
         Persisted {
             delivery,
             packet: Some(packet),
             newly_stored,
         }
+    }
+
+    /// Persists with capped backoff. Gives up (with the last error and the attempts made) only
+    /// once the packet failed `persist_attempts` times while the store answers other requests:
+    /// a store that is down for everyone is waited for, however long.
+    async fn persist_or_give_up(&self, packet: &Inbound) -> Result<bool, (String, u32)> {
+        let mut backoff = Duration::from_millis(10);
+        let mut attempts = 0;
+        loop {
+            let error = match self.store_packet(packet).await {
+                Ok(newly_stored) => return Ok(newly_stored),
+                Err(e) => e.to_string(),
+            };
+            attempts += 1;
+            metrics::counter!("switchyard_worker_retries_total").increment(1);
+            if attempts >= self.persist_attempts && self.store.totals().await.is_ok() {
+                return Err((error, attempts));
+            }
+            tracing::warn!(
+                error,
+                attempts,
+                ?backoff,
+                id = packet.id(),
+                "persist failed; retrying"
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Moves a packet the workers cannot persist to the DEAD stream, with why.
+    async fn dead_letter(&self, letter: Letter, error: &str, attempts: u32) {
+        let Letter {
+            subject,
+            id,
+            payload,
+            seq,
+        } = letter;
+        tracing::error!(
+            error,
+            attempts,
+            id,
+            subject,
+            "poison packet moved to the dead-letter stream (`switchyard dead-letters list`)"
+        );
+        metrics::counter!("switchyard_dead_letters_total", "subject" => subject.clone())
+            .increment(1);
+        // Deduplicated per inbound message: a redelivery of the same poison makes one letter.
+        let msg_id = match &id {
+            Some(id) => format!("dead-{id}"),
+            None => format!("dead-seq-{seq}"),
+        };
+        let dead_subject = format!("{DEAD_PREFIX}{subject}");
+        let bytes = encoded(&DeadLetter {
+            subject,
+            id,
+            payload: payload.to_vec(),
+            error: error.to_owned(),
+            attempts,
+            failed_at_ms: now_ms(),
+        });
+        retry_forever(|| {
+            self.bus
+                .publish_durable(&dead_subject, &msg_id, bytes.clone())
+        })
+        .await;
     }
 
     async fn store_packet(&self, packet: &Inbound) -> StoreResult<bool> {
@@ -224,6 +317,26 @@ impl Worker {
     }
 }
 
+/// What a dead letter keeps of a delivery (a `Delivery` itself cannot be held across awaits
+/// by reference: its acker is not `Sync`).
+struct Letter {
+    subject: String,
+    id: Option<String>,
+    payload: Bytes,
+    seq: u64,
+}
+
+impl Letter {
+    fn of(delivery: &Delivery, id: Option<&str>) -> Self {
+        Self {
+            subject: delivery.subject.clone(),
+            id: id.map(str::to_owned),
+            payload: delivery.payload.clone(),
+            seq: delivery.seq,
+        }
+    }
+}
+
 async fn ack(delivery: Delivery) {
     if let Err(e) = delivery.ack().await {
         tracing::warn!(error = %e, "ack failed; the packet will be redelivered");
@@ -269,6 +382,12 @@ where
             }
         }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn encoded<T: serde::Serialize>(body: &T) -> Bytes {

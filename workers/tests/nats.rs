@@ -25,9 +25,8 @@ async fn worker_sends_in_order_stores_facts_once_and_acks_everything() {
     const N: u64 = 500;
     let server = Server::start(&[]);
     let bus = NatsBus::connect(NatsOptions {
-        urls: vec![server.url()],
-        replicas: 1,
-        name: "worker-test".into(),
+        replicas: Some(1),
+        ..NatsOptions::new(vec![server.url()], "worker-test")
     })
     .await
     .unwrap();

@@ -90,6 +90,18 @@ impl Bus for ScriptedBus {
         }))
     }
 
+    async fn replay(
+        &self,
+        _stream: &str,
+        _from: u64,
+    ) -> Result<BoxStream<'static, Delivery>, BusError> {
+        Ok(futures::stream::pending().boxed())
+    }
+
+    async fn remove(&self, _stream: &str, _seq: u64) -> Result<(), BusError> {
+        Ok(())
+    }
+
     async fn consume(
         &self,
         spec: &ConsumerSpec<'_>,

@@ -52,6 +52,8 @@ pub struct FrustEdge {
     pub sockets: shards::Shards,
     /// Cancelled by a drain: every session applies what it received and says goodbye.
     pub closing: tokio_util::sync::CancellationToken,
+    /// Packets waiting for the durable stream's confirmation, bounded for the whole edge.
+    pub held: crate::held::Held,
 }
 
 pub async fn start(
@@ -85,6 +87,7 @@ pub async fn start(
         limits,
         rest_cache: Default::default(),
         closing: Default::default(),
+        held: crate::held::Held::new(config.held_bytes),
     });
     socket::register(&edge);
     tasks.push(fanout::spawn(edge.clone()).await?);

@@ -79,6 +79,8 @@ enum Refusal {
     Invalid(String),
     /// Definitely not accepted: the client may send it again.
     Unavailable,
+    /// Not accepted: the edge holds its maximum of unconfirmed packets already.
+    Overloaded,
     /// Unknown: the bus never answered (retrying would make a second packet).
     Unconfirmed,
 }
@@ -90,6 +92,10 @@ impl From<Refusal> for Ack {
             Refusal::Unavailable => {
                 Ack::refused("not accepted: the message bus is unavailable; try again")
             }
+            Refusal::Overloaded => Ack::refused(
+                "not accepted: this edge holds too many packets the stream has not confirmed; \
+                 try again",
+            ),
             Refusal::Unconfirmed => Ack {
                 unconfirmed: true,
                 ..Ack::refused(
@@ -366,7 +372,7 @@ async fn on_click(edge: &FrustEdge, session: &Session, click: ClickIn) -> Result
         session_clicks,
     };
     let published = publish_inbound(edge, IN_FRUST_CLICK, &packet).await;
-    if matches!(published, Err(Refusal::Unavailable)) {
+    if matches!(published, Err(Refusal::Unavailable | Refusal::Overloaded)) {
         // Not accepted, so not this session's click either.
         session.clicks.fetch_sub(1, Ordering::Relaxed);
     }
@@ -398,9 +404,14 @@ async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) -> Result
 /// Hands a packet to the durable stream; only an acknowledged append counts as accepted.
 async fn publish_inbound(edge: &FrustEdge, subject: &str, packet: &Inbound) -> Result<(), Refusal> {
     let started = std::time::Instant::now();
+    let payload = encoded(packet);
+    // Held until the stream answers: through an election that can be the whole budget.
+    let Some(_hold) = edge.held.try_hold("frust", payload.len()) else {
+        return Err(Refusal::Overloaded);
+    };
     match edge
         .bus
-        .publish_durable(subject, packet.id(), encoded(packet))
+        .publish_durable(subject, packet.id(), payload)
         .await
     {
         Ok(()) => {

@@ -17,7 +17,7 @@ use crate::{CounterUpdate, HourCount, StoreResult, Totals};
 
 type Values = Box<dyn SerializeRow + Send + Sync>;
 
-/// Concurrent single-row writes of a recount.
+/// Concurrent single-row writes of a recount, and of counted marks.
 const RECOUNT_WRITES: usize = 32;
 
 pub(super) struct Checkpoint {
@@ -95,6 +95,17 @@ impl ScyllaStore {
     /// At most ~2,048 users and as many hours per flush (the aggregator's bound), ~200 kB: under
     /// the default 1 MB batch limit, and spanning at most 16 user partitions.
     pub(super) async fn write_counters(&self, update: &CounterUpdate) -> StoreResult<()> {
+        // Marks first, outside the batch (one partition each; the batch stays small): a mark
+        // whose counters are lost in a crash carries the same sequence the replay brings back.
+        for chunk in update.counted.chunks(RECOUNT_WRITES) {
+            let sent = chunk.iter().map(|c| async move {
+                let row = (c.id.as_str(), c.seq as i64);
+                self.db
+                    .execute("save_counters", &self.st.counted_insert, &row)
+                    .await
+            });
+            futures::future::try_join_all(sent).await?;
+        }
         let seq = update.totals.applied_seq as i64;
         let mut batch = Batch::new(BatchType::Logged);
         batch.set_is_idempotent(true);
@@ -129,6 +140,27 @@ impl ScyllaStore {
             periods,
         )));
         self.db.batch("save_counters", &batch, &values).await
+    }
+
+    /// The counted marks of `ids` (point reads, a bounded number at once).
+    pub(super) async fn read_counted(&self, ids: &[String]) -> StoreResult<HashMap<String, u64>> {
+        let mut counted = HashMap::new();
+        for chunk in ids.chunks(RECOUNT_WRITES) {
+            let reads = chunk.iter().map(|id| async move {
+                let row: Option<(i64,)> = self
+                    .db
+                    .first("counted_facts", &self.st.counted_read, &(id.as_str(),))
+                    .await?;
+                Ok::<_, crate::StoreError>(row.map(|(seq,)| (id.clone(), seq.max(0) as u64)))
+            });
+            counted.extend(
+                futures::future::try_join_all(reads)
+                    .await?
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        Ok(counted)
     }
 
     /// Recounts hours, users and totals from every stored click and event, replaces the stored

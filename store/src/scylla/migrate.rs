@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_chat",
         cql: include_str!("../../../schema/cql/0002_chat.cql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_counted",
+        cql: include_str!("../../../schema/cql/0003_counted.cql"),
+    },
 ];
 
 /// The schema version this build reads and writes.

@@ -106,6 +106,13 @@ impl Store for ScyllaStore {
         self.write_counters(update).await
     }
 
+    async fn counted_facts(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, u64>> {
+        self.read_counted(ids).await
+    }
+
     async fn rebuild_counters(&self) -> StoreResult<()> {
         self.recount().await
     }

@@ -100,6 +100,8 @@ pub struct Statements {
     pub user_upsert: PreparedStatement,
     pub user_delete: PreparedStatement,
     pub users_read: PreparedStatement,
+    pub counted_insert: PreparedStatement,
+    pub counted_read: PreparedStatement,
 
     pub room_insert: PreparedStatement,
     pub room_read: PreparedStatement,
@@ -211,6 +213,13 @@ impl Statements {
                 .await?,
             users_read: p
                 .idem("SELECT name, click_count, event_count FROM frust_users WHERE bucket = ?")
+                .await?,
+            // IF NOT EXISTS is not needed: one aggregator writes marks, in sequence order.
+            counted_insert: p
+                .idem("INSERT INTO aggregator_counted (id, seq) VALUES (?, ?)")
+                .await?,
+            counted_read: p
+                .idem("SELECT seq FROM aggregator_counted WHERE id = ?")
                 .await?,
 
             room_insert: p

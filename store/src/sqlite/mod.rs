@@ -192,6 +192,32 @@ impl Store for SqliteStore {
         self.writer.run(WriteOp::SaveCounters(update.clone())).await
     }
 
+    async fn counted_facts(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, u64>> {
+        let ids = ids.to_vec();
+        self.read(move |c| {
+            let mut counted = std::collections::HashMap::new();
+            // Within SQLite's limit on bound parameters.
+            for chunk in ids.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT id, seq FROM aggregator_counted WHERE id IN ({marks})"
+                ))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(chunk), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?;
+                for row in rows {
+                    let (id, seq) = row?;
+                    counted.insert(id, seq);
+                }
+            }
+            Ok(counted)
+        })
+        .await
+    }
+
     async fn rebuild_counters(&self) -> StoreResult<()> {
         self.writer.run(WriteOp::RebuildCounters).await
     }

@@ -244,6 +244,13 @@ fn save_counters(tx: &Transaction, u: &CounterUpdate) -> rusqlite::Result<()> {
     for r in &u.users {
         user.execute(params![r.name, r.click_count, r.event_count])?;
     }
+    let mut counted = tx.prepare_cached(
+        "INSERT INTO aggregator_counted (id, seq) VALUES (?1, ?2)
+         ON CONFLICT (id) DO NOTHING",
+    )?;
+    for c in &u.counted {
+        counted.execute(params![c.id, c.seq as i64])?;
+    }
     tx.prepare_cached(
         "INSERT INTO aggregator_checkpoint (id, applied_seq, click_total, event_total)
          VALUES (1, ?1, ?2, ?3)

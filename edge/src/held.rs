@@ -1,0 +1,98 @@
+//! Inbound packets an edge holds until the durable stream confirms them. Through a JetStream
+//! election a publish is retried for up to the publish budget (30 s by default), so packets pile
+//! up: each connection holds at most its session queue, and the whole edge at most this many
+//! bytes. Past it a packet is refused at once (`held_full`), with a clear ack error.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// At most one log line per this interval while packets are being refused.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct Held {
+    budget: Arc<Semaphore>,
+    max_bytes: usize,
+    last_log_s: Arc<AtomicU64>,
+}
+
+/// Bytes held for one packet; released when dropped (the stream answered, either way).
+pub struct Hold {
+    _permit: OwnedSemaphorePermit,
+    bytes: usize,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        metrics::gauge!("switchyard_held_bytes").decrement(self.bytes as f64);
+    }
+}
+
+impl Held {
+    pub fn new(max_bytes: usize) -> Self {
+        let max_bytes = max_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            budget: Arc::new(Semaphore::new(max_bytes)),
+            max_bytes,
+            last_log_s: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Holds `bytes` for a packet, or `None` when the edge holds its maximum already.
+    pub fn try_hold(&self, api: &'static str, bytes: usize) -> Option<Hold> {
+        let bytes = bytes.clamp(1, self.max_bytes);
+        match self.budget.clone().try_acquire_many_owned(bytes as u32) {
+            Ok(permit) => {
+                metrics::gauge!("switchyard_held_bytes").increment(bytes as f64);
+                Some(Hold {
+                    _permit: permit,
+                    bytes,
+                })
+            }
+            Err(_) => {
+                metrics::counter!("switchyard_rejects_total", "api" => api, "reason" => "held_full")
+                    .increment(1);
+                self.log_refusal();
+                None
+            }
+        }
+    }
+
+    fn log_refusal(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_log_s.load(Ordering::Relaxed);
+        if now >= last + LOG_EVERY.as_secs()
+            && self
+                .last_log_s
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                max_bytes = self.max_bytes,
+                "refusing inbound packets: this edge holds SWITCHYARD_HELD_BYTES of packets the \
+                 stream has not confirmed (NATS slow or electing); more are refused until it answers"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_up_to_the_budget_and_releases_on_drop() {
+        let held = Held::new(100);
+        let a = held.try_hold("frust", 60).expect("room");
+        assert!(held.try_hold("frust", 50).is_none(), "over the budget");
+        let b = held.try_hold("frust", 40).expect("exactly the rest");
+        drop(a);
+        assert!(held.try_hold("frust", 60).is_some(), "released on drop");
+        drop(b);
+    }
+}
