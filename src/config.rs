@@ -235,46 +235,6 @@ pub struct Common {
     )]
     pub log_format: LogFormat,
 
-    /// Chat: HS256 secret for user tokens.
-    #[arg(
-        long,
-        env = "SWITCHYARD_JWT_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
-    pub jwt_secret: Option<String>,
-
-    /// Chat: PEM file with an RSA or EC public key for RS256/ES256 user tokens.
-    #[arg(long, env = "SWITCHYARD_JWT_PUBLIC_KEY", global = true)]
-    pub jwt_public_key: Option<PathBuf>,
-
-    /// Chat: bearer token that may manage any room over REST.
-    #[arg(
-        long,
-        env = "SWITCHYARD_ADMIN_TOKEN",
-        hide_env_values = true,
-        global = true
-    )]
-    pub admin_token: Option<String>,
-
-    /// Chat: largest packet a client may send, in bytes.
-    #[arg(
-        long,
-        env = "SWITCHYARD_CHAT_MAX_FRAME",
-        default_value_t = 65_536,
-        global = true
-    )]
-    pub chat_max_frame: usize,
-
-    /// Chat: packets queued per connection before it is dropped as a slow consumer.
-    #[arg(
-        long,
-        env = "SWITCHYARD_CHAT_SEND_QUEUE",
-        default_value_t = 1024,
-        global = true
-    )]
-    pub chat_send_queue: usize,
-
     /// Socket.IO: packets queued per socket before it is dropped as a slow consumer.
     #[arg(
         long,
@@ -368,4 +328,172 @@ pub struct Common {
     /// Testing: start the clock at this Unix time (it then runs at real speed).
     #[arg(long, env = "SWITCHYARD_CLOCK_START", hide = true, global = true)]
     pub clock_start: Option<i64>,
+
+    /// Chat: tokens, limits, caps (`--help` shows them under "Chat"). Last: the heading would
+    /// also cover any argument after it.
+    #[command(flatten)]
+    pub chat: ChatArgs,
+}
+
+/// Chat settings: tokens, websocket limits and the REST caps. Every limit is checked at start:
+/// a value that cannot work is an error, never silently raised.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Chat")]
+pub struct ChatArgs {
+    /// HS256 secret for user tokens (use 32 or more random bytes; shorter ones are warned about).
+    #[arg(
+        long,
+        env = "SWITCHYARD_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with an RSA or EC public key for RS256/ES256 user tokens.
+    #[arg(long, env = "SWITCHYARD_JWT_PUBLIC_KEY", global = true)]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Tokens must carry this issuer (`iss`); unset: any or none.
+    #[arg(long, env = "SWITCHYARD_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+
+    /// Tokens must carry this audience (`aud`); unset: tokens naming an audience are refused.
+    #[arg(long, env = "SWITCHYARD_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+
+    /// Longest accepted user id (`sub`), in bytes.
+    #[arg(
+        long,
+        env = "SWITCHYARD_JWT_MAX_SUB_BYTES",
+        default_value_t = 128,
+        global = true
+    )]
+    pub jwt_max_sub_bytes: usize,
+
+    /// Bearer token that may manage any room over REST.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Largest packet a client may send, in bytes (at least 256).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_MAX_FRAME",
+        default_value_t = 65_536,
+        global = true
+    )]
+    pub chat_max_frame: usize,
+
+    /// Packets queued per connection before it is dropped as a slow consumer (at least 16).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_SEND_QUEUE",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub chat_send_queue: usize,
+
+    /// How often the server pings each /chat connection, in milliseconds (at least 100).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_PING_INTERVAL_MS",
+        default_value_t = 25_000,
+        global = true
+    )]
+    pub chat_ping_interval_ms: u64,
+
+    /// A /chat connection silent this long (no frame, no pong) is closed (4002), in
+    /// milliseconds; longer than the ping interval.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_IDLE_TIMEOUT_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub chat_idle_timeout_ms: u64,
+
+    /// Estimated heap bytes the edge's room membership cache may hold.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_ROOM_CACHE_BYTES",
+        default_value_t = 64 << 20,
+        global = true
+    )]
+    pub chat_room_cache_bytes: usize,
+
+    /// Chat REST requests per second from one client IP (checked before the token).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_REST_RATE_IP",
+        default_value_t = 50,
+        global = true
+    )]
+    pub chat_rest_rate_ip: u32,
+
+    /// Chat REST requests one client IP may send in a burst.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_REST_RATE_IP_BURST",
+        default_value_t = 200,
+        global = true
+    )]
+    pub chat_rest_rate_ip_burst: u32,
+
+    /// Chat REST requests per second from one user.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_REST_RATE_USER",
+        default_value_t = 10,
+        global = true
+    )]
+    pub chat_rest_rate_user: u32,
+
+    /// Chat REST requests one user may send in a burst.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_REST_RATE_USER_BURST",
+        default_value_t = 50,
+        global = true
+    )]
+    pub chat_rest_rate_user_burst: u32,
+
+    /// Rooms one user may create per interval (all at once, then refilled evenly).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_ROOM_CREATES",
+        default_value_t = 20,
+        global = true
+    )]
+    pub chat_room_creates: u32,
+
+    /// The interval of SWITCHYARD_CHAT_ROOM_CREATES, in seconds.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_ROOM_CREATE_INTERVAL_SECS",
+        default_value_t = 3600,
+        global = true
+    )]
+    pub chat_room_create_interval_secs: u64,
+
+    /// Members one room may have.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_MAX_ROOM_MEMBERS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub chat_max_room_members: usize,
+
+    /// Rooms one user may be a member of.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CHAT_MAX_ROOMS_PER_USER",
+        default_value_t = 500,
+        global = true
+    )]
+    pub chat_max_rooms_per_user: usize,
 }

@@ -32,10 +32,9 @@ pub async fn run(common: &Common, action: DeadLetterAction) -> anyhow::Result<()
                 if !all && !seqs.contains(&seq) {
                     continue;
                 }
-                let msg_id = letter
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| format!("redrive-{seq}"));
+                // Not the packet id: within the stream's duplicate window that would be dropped
+                // as a repeat of the original. Persisting is idempotent on the packet id inside.
+                let msg_id = format!("redrive-{seq}");
                 bus.publish_durable(&letter.subject, &msg_id, letter.payload.into())
                     .await
                     .with_context(|| format!("re-driving dead letter {seq}"))?;

@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Token { sub, ttl } => {
                 let secret = common
+                    .chat
                     .jwt_secret
                     .as_deref()
                     .context("set SWITCHYARD_JWT_SECRET to mint tokens")?;
@@ -40,7 +41,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::DeadLetters { action } => dead_letters::run(&common, action).await,
-            Command::Bench(args) => switchyard_loadgen::run(*args, common.jwt_secret).await,
+            Command::Bench(args) => switchyard_loadgen::run(*args, common.chat.jwt_secret).await,
         }
     })
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use switchyard_aggregator::{Aggregator, AggregatorConfig};
 use switchyard_bus::{Bus, InProcessBus, NatsBus, NatsOptions};
 use switchyard_edge::chat::auth::ChatAuthConfig;
+use switchyard_edge::chat::quotas::{RestLimits, RoomCreateQuota};
 use switchyard_edge::chat::ChatConfig;
 use switchyard_edge::limits::{LimitsConfig, Rate};
 use switchyard_edge::{Edge, EdgeConfig, SocketIoConfig};
@@ -129,21 +130,41 @@ fn clock(common: &Common) -> Clock {
 }
 
 fn chat_config(common: &Common) -> anyhow::Result<ChatConfig> {
-    let jwt_public_key_pem = match &common.jwt_public_key {
+    let chat = &common.chat;
+    let jwt_public_key_pem = match &chat.jwt_public_key {
         Some(path) => {
             Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
         }
         None => None,
     };
-    Ok(ChatConfig {
+    let rate = |per_second, burst| Rate { per_second, burst };
+    let config = ChatConfig {
         auth: ChatAuthConfig {
-            jwt_secret: common.jwt_secret.clone().filter(|s| !s.is_empty()),
+            jwt_secret: chat.jwt_secret.clone().filter(|s| !s.is_empty()),
             jwt_public_key_pem,
-            admin_token: common.admin_token.clone(),
+            admin_token: chat.admin_token.clone(),
+            issuer: chat.jwt_issuer.clone().filter(|s| !s.is_empty()),
+            audience: chat.jwt_audience.clone().filter(|s| !s.is_empty()),
+            max_sub_bytes: chat.jwt_max_sub_bytes,
         },
-        max_frame: common.chat_max_frame.max(256),
-        send_queue: common.chat_send_queue.max(16),
-    })
+        max_frame: chat.chat_max_frame,
+        send_queue: chat.chat_send_queue,
+        ping_interval: Duration::from_millis(chat.chat_ping_interval_ms),
+        idle_timeout: Duration::from_millis(chat.chat_idle_timeout_ms),
+        room_cache_bytes: chat.chat_room_cache_bytes,
+        rest: RestLimits {
+            per_ip: rate(chat.chat_rest_rate_ip, chat.chat_rest_rate_ip_burst),
+            per_user: rate(chat.chat_rest_rate_user, chat.chat_rest_rate_user_burst),
+            room_creates: RoomCreateQuota {
+                count: chat.chat_room_creates,
+                per: Duration::from_secs(chat.chat_room_create_interval_secs),
+            },
+            max_room_members: chat.chat_max_room_members,
+            max_rooms_per_user: chat.chat_max_rooms_per_user,
+        },
+    };
+    // Checked (clear errors, no clamping) when the edge starts.
+    Ok(config)
 }
 
 fn limits_config(common: &Common) -> LimitsConfig {

@@ -110,14 +110,18 @@ impl Edge {
         if let Some(dir) = &self.static_dir {
             app = static_files::serve(app, dir);
         }
-        // One span per HTTP request (method, path); Socket.IO polling requests included.
+        // One span per HTTP request (method, URI with any chat token redacted); Socket.IO
+        // polling requests included.
         let admission = self.admission.clone();
         app.layer(self.socket_io.clone())
             .layer(axum::middleware::from_fn(owned_head::middleware))
             .layer(axum::middleware::from_fn(move |req, next| {
                 admission.clone().gate(req, next)
             }))
-            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .layer(
+                tower_http::trace::TraceLayer::new_for_http()
+                    .make_span_with(chat::redact::request_span::<axum::body::Body>),
+            )
     }
 
     /// Closes every client connection (each runs its disconnect path: leave toasts, presence)

@@ -30,6 +30,9 @@ pub fn mint_token(secret: &str, sub: &str, ttl_secs: u64) -> anyhow::Result<Stri
     )?)
 }
 
+/// Waits for the server's REST rate limit before creating a room fails.
+const MAX_RATE_WAITS: u32 = 30;
+
 /// `/chat?token=…` (JWTs are base64url and dots: nothing to escape).
 pub fn ws_path(token: &str) -> String {
     format!("/chat?token={token}")
@@ -63,13 +66,14 @@ impl Rest {
         Ok(sender)
     }
 
-    /// POSTs JSON with a bearer token; returns the status and body.
+    /// POSTs JSON with a bearer token; returns the status, the `Retry-After` seconds (if any)
+    /// and the body.
     pub async fn post_json(
         &mut self,
         path: &str,
         bearer: &str,
         body: String,
-    ) -> anyhow::Result<(u16, Bytes)> {
+    ) -> anyhow::Result<(u16, Option<u64>, Bytes)> {
         let request = hyper::Request::post(path)
             .header(hyper::header::HOST, &self.target.authority)
             .header(hyper::header::CONTENT_TYPE, "application/json")
@@ -77,8 +81,13 @@ impl Rest {
             .body(Full::new(Bytes::from(body)))?;
         let response = self.sender().await?.send_request(request).await?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, body))
+        Ok((status, retry_after, body))
     }
 
     /// Creates a room as `owner` (who becomes a member) with `members`; returns its id.
@@ -93,7 +102,26 @@ impl Rest {
             room_id: String,
         }
         let body = serde_json::json!({ "name": name, "members": members }).to_string();
-        let (status, body) = self.post_json("/api/chat/rooms", owner_token, body).await?;
+        // The server's chat REST rate limit (SWITCHYARD_CHAT_REST_RATE_IP): wait as told.
+        let mut waited = 0;
+        let (status, body) = loop {
+            let (status, retry_after, reply) = self
+                .post_json("/api/chat/rooms", owner_token, body.clone())
+                .await?;
+            match retry_after {
+                Some(secs) if status == 429 && waited < MAX_RATE_WAITS => {
+                    if waited == 0 {
+                        eprintln!(
+                            "bench: room creation rate-limited by the server; waiting {secs} s \
+                             (raise SWITCHYARD_CHAT_REST_RATE_IP and _BURST)"
+                        );
+                    }
+                    waited += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(secs.max(1))).await;
+                }
+                _ => break (status, reply),
+            }
+        };
         if status == 401 {
             anyhow::bail!(
                 "POST /api/chat/rooms → 401: the server does not accept the bench's tokens \

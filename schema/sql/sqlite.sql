@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS aggregator_counted (
 CREATE TABLE IF NOT EXISTS chat_rooms (
     room_id    TEXT PRIMARY KEY,
     name       TEXT,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    owner      TEXT  -- the creating user; NULL: made with the admin token (or before owners)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS chat_members (

@@ -213,6 +213,10 @@ pub struct ChatMessage {
 pub struct Room {
     pub room_id: String,
     pub name: Option<String>,
+    /// The user who created the room and may remove others or delete it; `None` for rooms the
+    /// operator created (admin token) and for rooms made before owners existed.
+    #[serde(default)]
+    pub owner: Option<String>,
     pub members: Vec<String>,
 }
 

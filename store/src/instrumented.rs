@@ -10,8 +10,8 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 use crate::{
-    CounterUpdate, HourCount, Store, StoreResult, StoredChatMessage, StoredClick, StoredEvent,
-    Totals,
+    CounterUpdate, HourCount, Page, Store, StoreResult, StoredChatMessage, StoredClick,
+    StoredEvent, Totals,
 };
 
 /// Wraps an adapter; `open` returns every store wrapped in one.
@@ -92,6 +92,36 @@ impl<S: Store> Store for Instrumented<S> {
 
     async fn rooms_of(&self, user_id: &str) -> StoreResult<Vec<Room>> {
         timed("rooms_of", self.inner.rooms_of(user_id)).await
+    }
+
+    async fn rooms_page(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<Room>> {
+        timed("rooms_page", self.inner.rooms_page(user_id, after, limit)).await
+    }
+
+    async fn members_page(
+        &self,
+        room_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<String>> {
+        timed(
+            "members_page",
+            self.inner.members_page(room_id, after, limit),
+        )
+        .await
+    }
+
+    async fn room_counts(&self, user_ids: &[String]) -> StoreResult<Vec<u64>> {
+        timed("room_counts", self.inner.room_counts(user_ids)).await
+    }
+
+    async fn delete_room(&self, room_id: &str) -> StoreResult<()> {
+        timed("delete_room", self.inner.delete_room(room_id)).await
     }
 
     async fn add_member(&self, room_id: &str, user_id: &str) -> StoreResult<()> {

@@ -112,13 +112,32 @@ pub trait Store: Send + Sync + 'static {
     /// sequence to 0. For a bus whose streams do not outlive the process (embedded mode).
     async fn rebuild_counters(&self) -> StoreResult<()>;
 
-    /// Creates a room with its members (the room id is new).
+    /// Creates a room with its owner and members (the room id is new).
     async fn create_room(&self, room: &Room) -> StoreResult<()>;
     async fn room(&self, room_id: &str) -> StoreResult<Option<Room>>;
-    /// The rooms `user_id` belongs to, with their members.
+    /// The rooms `user_id` belongs to, with their members, oldest first.
     async fn rooms_of(&self, user_id: &str) -> StoreResult<Vec<Room>>;
+    /// One page of the rooms `user_id` belongs to, with their members, in room id order (room
+    /// ids are UUIDv7, so that is creation order), starting after the cursor `after`.
+    async fn rooms_page(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<Room>>;
+    /// One page of a room's member ids in id order, starting after the cursor `after`.
+    async fn members_page(
+        &self,
+        room_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<String>>;
+    /// How many rooms each of `user_ids` belongs to, in the order asked.
+    async fn room_counts(&self, user_ids: &[String]) -> StoreResult<Vec<u64>>;
     async fn add_member(&self, room_id: &str, user_id: &str) -> StoreResult<()>;
     async fn remove_member(&self, room_id: &str, user_id: &str) -> StoreResult<()>;
+    /// Deletes a room with its memberships (both directions) and its history. Idempotent.
+    async fn delete_room(&self, room_id: &str) -> StoreResult<()>;
     /// Persists a chat message; `false` when one with this id was already stored. Messages of a
     /// room are kept in the order they are inserted.
     async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<bool>;
@@ -126,6 +145,24 @@ pub trait Store: Send + Sync + 'static {
     /// oldest without one, by `order`), after skipping `skip`, in `order`.
     async fn chat_history(&self, query: &HistoryQuery) -> StoreResult<Vec<ChatMessage>>;
     async fn room_message_count(&self, room_id: &str) -> StoreResult<u64>;
+}
+
+/// One page of a list read by cursor. `next` is the cursor of the following page (the last item
+/// of this one), `None` when this page is the last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page from up to `limit + 1` items read in order: the extra one only says there is more.
+    pub fn from_overread(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Self {
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next = if more { items.last().map(cursor) } else { None };
+        Self { items, next }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

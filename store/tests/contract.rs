@@ -12,7 +12,7 @@ use futures::FutureExt;
 use switchyard_schema::chat::{ChatMessage, HistoryQuery, Order, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 use switchyard_store::{
-    CountedFact, CounterUpdate, HourCount, SqliteStore, Store, StoreError, StoredChatMessage,
+    CountedFact, CounterUpdate, HourCount, Page, SqliteStore, Store, StoreError, StoredChatMessage,
     StoredClick, StoredEvent, Totals,
 };
 
@@ -55,8 +55,10 @@ async fn contract(store: Arc<dyn Store>) {
     reads_cross_midnight_both_ways(store).await;
     reads_span_many_pages_in_order(store).await;
     rooms_and_membership(store).await;
+    room_lists_page_by_cursor(store).await;
     chat_history_pages_by_skip_and_cursor(store).await;
     chat_history_crosses_buckets(store).await;
+    deleting_a_room_removes_it_everywhere(store).await;
 }
 
 async fn inserts_are_idempotent_and_read_newest_first(store: &dyn Store) {
@@ -404,6 +406,7 @@ async fn rooms_and_membership(store: &dyn Store) {
     let room = Room {
         room_id: "room-a".into(),
         name: Some("Physics".into()),
+        owner: Some("ann".into()),
         members: vec!["ann".into(), "ben".into()],
     };
     store.create_room(&room).await.unwrap();
@@ -411,6 +414,7 @@ async fn rooms_and_membership(store: &dyn Store) {
         .create_room(&Room {
             room_id: "room-b".into(),
             name: None,
+            owner: None,
             members: vec!["ann".into()],
         })
         .await
@@ -418,6 +422,7 @@ async fn rooms_and_membership(store: &dyn Store) {
     let empty = Room {
         room_id: "room-e".into(),
         name: Some("Nobody".into()),
+        owner: Some("zed".into()),
         members: vec![],
     };
     store.create_room(&empty).await.unwrap();
@@ -449,6 +454,7 @@ async fn rooms_and_membership(store: &dyn Store) {
         vec![Room {
             room_id: "room-b".into(),
             name: None,
+            owner: None,
             members: vec!["abe".into(), "ann".into(), "cid".into()],
         }]
     );
@@ -473,6 +479,148 @@ async fn rooms_and_membership(store: &dyn Store) {
         .map(|r| r.room_id)
         .collect();
     assert_eq!(anns, vec!["room-b"]);
+}
+
+/// Walks every page of `read(cursor)`; returns the pages' items.
+async fn all_pages<T, F, Fut>(mut read: F) -> Vec<Vec<T>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Page<T>>,
+{
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = read(cursor.take()).await;
+        pages.push(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return pages,
+        }
+        assert!(pages.len() < 100, "paging does not end");
+    }
+}
+
+async fn room_lists_page_by_cursor(store: &dyn Store) {
+    let ids: Vec<String> = (0..7).map(|i| format!("page-{i:02}")).collect();
+    // Created out of id order: pages follow room ids, not creation.
+    for i in [3, 0, 6, 1, 5, 2, 4] {
+        let room = Room {
+            room_id: ids[i].clone(),
+            name: Some(format!("p{i}")),
+            owner: (i % 2 == 0).then(|| "pat".to_owned()),
+            members: vec!["pat".into(), format!("mate-{i}")],
+        };
+        store.create_room(&room).await.unwrap();
+    }
+    let pages =
+        all_pages(
+            |after| async move { store.rooms_page("pat", after.as_deref(), 3).await.unwrap() },
+        )
+        .await;
+    let seen: Vec<Vec<&str>> = pages
+        .iter()
+        .map(|p| p.iter().map(|r| r.room_id.as_str()).collect())
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            vec!["page-00", "page-01", "page-02"],
+            vec!["page-03", "page-04", "page-05"],
+            vec!["page-06"],
+        ]
+    );
+    let first = &pages[0][0];
+    assert_eq!(first.owner.as_deref(), Some("pat"), "owner stored");
+    assert_eq!(
+        first.members,
+        vec!["mate-0", "pat"],
+        "rooms come with members"
+    );
+    assert_eq!(pages[0][1].owner, None, "no owner (admin-made)");
+    // A page that ends exactly at the last room says so.
+    let whole = store.rooms_page("pat", None, 7).await.unwrap();
+    assert_eq!((whole.items.len(), whole.next), (7, None));
+    let past = store.rooms_page("pat", Some("page-06"), 3).await.unwrap();
+    assert_eq!((past.items.len(), past.next), (0, None));
+    assert!(store
+        .rooms_page("nobody", None, 3)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+
+    for m in ["b", "e", "a", "d", "c"] {
+        store.add_member("page-06", m).await.unwrap();
+    }
+    let pages = all_pages(|after| async move {
+        store
+            .members_page("page-06", after.as_deref(), 2)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(
+        pages,
+        vec![
+            vec!["a", "b"],
+            vec!["c", "d"],
+            vec!["e", "mate-6"],
+            vec!["pat"]
+        ]
+    );
+    assert!(store
+        .members_page("nope", None, 2)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+
+    let users = ["pat".to_owned(), "mate-1".to_owned(), "nobody".to_owned()];
+    assert_eq!(store.room_counts(&users).await.unwrap(), vec![7, 1, 0]);
+    assert!(store.room_counts(&[]).await.unwrap().is_empty());
+}
+
+async fn deleting_a_room_removes_it_everywhere(store: &dyn Store) {
+    let room = Room {
+        room_id: "room-d".into(),
+        name: Some("doomed".into()),
+        owner: Some("dee".into()),
+        members: vec!["dan".into(), "dee".into()],
+    };
+    store.create_room(&room).await.unwrap();
+    for i in 0..3 {
+        let m = chat_at(&format!("d-{i}"), "room-d", "bye", 1 + i * BUCKET_MS);
+        assert!(store.insert_chat_message(&m).await.unwrap());
+    }
+    let h_before = store.room_message_count("room-h").await.unwrap();
+    store.delete_room("room-d").await.unwrap();
+    store.delete_room("room-d").await.unwrap(); // idempotent
+    store.delete_room("never-was").await.unwrap();
+    assert_eq!(store.room("room-d").await.unwrap(), None);
+    assert!(store.rooms_of("dee").await.unwrap().is_empty());
+    assert!(store
+        .rooms_page("dan", None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let users = ["dan".to_owned(), "dee".to_owned()];
+    assert_eq!(store.room_counts(&users).await.unwrap(), vec![0, 0]);
+    assert_eq!(store.room_message_count("room-d").await.unwrap(), 0);
+    let q = HistoryQuery {
+        room_id: "room-d".into(),
+        limit: 10,
+        skip: 0,
+        order: Order::Desc,
+        before: None,
+        after: None,
+    };
+    assert!(store.chat_history(&q).await.unwrap().is_empty());
+    assert_eq!(
+        store.room_message_count("room-h").await.unwrap(),
+        h_before,
+        "other rooms keep their history"
+    );
 }
 
 fn chat(id: &str, room: &str, text: &str) -> StoredChatMessage {
@@ -725,6 +873,41 @@ async fn sqlite_data_survives_reopening() {
     }
     let store = SqliteStore::open(path).unwrap();
     assert_eq!(store.clicks_since(0, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_files_from_before_room_owners_are_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    let path = path.to_str().unwrap();
+    {
+        // The chat tables as the first release made them: no owner column.
+        let old = rusqlite::Connection::open(path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE chat_rooms (room_id TEXT PRIMARY KEY, name TEXT,
+                                      created_ms INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE chat_members (room_id TEXT NOT NULL, user_id TEXT NOT NULL,
+                                        PRIMARY KEY (room_id, user_id)) WITHOUT ROWID;
+             INSERT INTO chat_rooms VALUES ('old-room', 'legacy', 1);
+             INSERT INTO chat_members VALUES ('old-room', 'ann');",
+        )
+        .unwrap();
+    }
+    for _ in 0..2 {
+        // Twice: the upgrade is idempotent.
+        let store = SqliteStore::open(path).unwrap();
+        let room = store.room("old-room").await.unwrap().unwrap();
+        assert_eq!((room.owner, room.members), (None, vec!["ann".to_owned()]));
+    }
+    let store = SqliteStore::open(path).unwrap();
+    let new = Room {
+        room_id: "new-room".into(),
+        name: None,
+        owner: Some("ann".into()),
+        members: vec!["ann".into()],
+    };
+    store.create_room(&new).await.unwrap();
+    assert_eq!(store.room("new-room").await.unwrap(), Some(new));
 }
 
 #[tokio::test]

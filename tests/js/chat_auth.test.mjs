@@ -1,10 +1,12 @@
 // Chat API authentication: HS256 JWTs (`sub` = user id) in `?token=` or `Authorization: Bearer`
-// on /chat, the same on /api/chat REST (plus the admin token); every bad token is a 401; the
-// `switchyard token` CLI mints tokens the server accepts.
+// on /chat, the same on /api/chat REST (plus the admin token); every bad token is a 401 (expired,
+// not yet valid, foreign audience or issuer, over-long `sub`…); an open connection is closed
+// with 4001 when its token expires; tokens never reach the log; the `switchyard token` CLI mints
+// tokens the server accepts.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { withLogs } from './lib/server.mjs';
+import { withLogs, sleep } from './lib/server.mjs';
 import {
   startChatServer, connectChat, closeAllChats, closing, openRaw, mintToken, decodeJwt, verifyHs256,
   runCli, nowSecs, uid, rest, createRoom, listRooms, roomsRoute, membersRoute, memberRoute, sorted,
@@ -36,6 +38,10 @@ function badTokens(sub) {
     'alg none with the HS256 signature kept': `${mintToken({ sub, alg: 'none' })}${s}`,
     'payload changed, old signature': `${h}.${Buffer.from(JSON.stringify(forged)).toString('base64url')}.${s}`,
     'signature stripped': `${h}.${p}.`,
+    'not valid yet (nbf in ten minutes)': srv.token(sub, { claims: { nbf: nowSecs() + 600 } }),
+    'sub of 129 bytes': srv.token('x'.repeat(129)),
+    'empty sub': srv.token(''),
+    'meant for another audience': srv.token(sub, { claims: { aud: 'some-other-service' } }),
     'garbage: word': 'garbage',
     'garbage: three dots': 'a.b.c',
     'garbage: base64 noise': `${Buffer.from('{"alg":').toString('base64url')}.eyJ.!!!`,
@@ -88,6 +94,115 @@ it('bad, expired, unsigned, garbage and missing tokens are refused on /chat with
   assert.ok(ok.ws, `a valid token after the refusals: HTTP ${ok.status}`);
   ok.ws.terminate();
   assert.deepEqual(failures, [], `refusals that went wrong:\n${failures.join('\n')}`);
+});
+
+it('the edges of validity are accepted: nbf just passed, a sub of exactly 128 bytes', async () => {
+  const base = `${'é'.repeat(50)}${uid('x')}`; // multi-byte: the cap is in bytes
+  const sub = base + 'z'.repeat(128 - Buffer.byteLength(base));
+  assert.equal(Buffer.byteLength(sub), 128, 'a 128-byte sub');
+  const tokens = [srv.token(uid('nbf'), { claims: { nbf: nowSecs() - 2 } }), srv.token(sub)];
+  for (const token of tokens) {
+    const res = await openRaw(srv, { token });
+    assert.ok(res.ws, `accepted: HTTP ${res.status} ${res.body}`);
+    res.ws.terminate();
+    assert.equal((await rest(srv, 'GET', roomsRoute, { token })).status, 200);
+  }
+});
+
+it('an open connection is closed with 4001 "token expired" when its token expires', async () => {
+  const alice = uid('alice');
+  const room = await createRoom(srv, alice);
+  const exp = nowSecs() + 3;
+  const a = await connectChat(srv, alice, { token: srv.token(alice, { exp }) });
+  await closing([a], async () => {
+    // Served until then.
+    await a.sendMessage(room.room_id, 'before expiry');
+    const closed = await a.waitClosed((exp - nowSecs() + 5) * 1000);
+    assert.deepEqual(closed, { code: 4001, reason: 'token expired' });
+    assert.ok(Date.now() / 1000 >= exp - 1, 'not closed long before exp');
+  });
+  // The same user with a fresh token is welcome again.
+  const again = await connectChat(srv, alice);
+  await closing([again], () => again.sendMessage(room.room_id, 'after reconnecting'));
+});
+
+it('the log shows a warning for an HS256 secret under 32 bytes', async () => {
+  assert.ok(srv.secret.length < 32, 'the e2e secret is a short one');
+  assert.ok(srv.logs.some((l) => /SWITCHYARD_JWT_SECRET is shorter than 32 bytes/.test(l)), srv.tail());
+});
+
+test('with SWITCHYARD_JWT_ISSUER and SWITCHYARD_JWT_AUDIENCE set, tokens must carry both', { timeout: 60_000 }, async () => {
+  const strict = await startChatServer({
+    name: 'chat-auth-iss-aud',
+    env: { SWITCHYARD_JWT_ISSUER: 'https://id.example', SWITCHYARD_JWT_AUDIENCE: 'switchyard-chat' },
+  });
+  try {
+    await withLogs(() => [strict], async () => {
+      const sub = uid('ann');
+      const good = { iss: 'https://id.example', aud: 'switchyard-chat' };
+      const cases = [
+        ['issuer and audience', good, 101],
+        ['audience in a list', { ...good, aud: ['other', 'switchyard-chat'] }, 101],
+        ['foreign issuer', { ...good, iss: 'https://evil.example' }, 401],
+        ['foreign audience', { ...good, aud: 'other' }, 401],
+        ['no issuer', { aud: good.aud }, 401],
+        ['no audience', { iss: good.iss }, 401],
+        ['neither', {}, 401],
+      ];
+      const wrong = [];
+      for (const [name, claims, want] of cases) {
+        const token = strict.token(sub, { claims });
+        const res = await openRaw(strict, { token });
+        res.ws?.terminate();
+        const api = await rest(strict, 'GET', roomsRoute, { token });
+        const apiWant = want === 101 ? 200 : 401;
+        if (res.status !== want || api.status !== apiWant) {
+          wrong.push(`${name}: /chat ${res.status} (want ${want}), REST ${api.status} (want ${apiWant})`);
+        }
+      }
+      assert.deepEqual(wrong, []);
+    })();
+  } finally {
+    await strict.close();
+  }
+});
+
+test('tokens never reach the log, even at RUST_LOG=trace', { timeout: 60_000 }, async () => {
+  const loud = await startChatServer({ name: 'chat-auth-trace', env: { RUST_LOG: 'trace' } });
+  try {
+    await withLogs(() => [loud], async () => {
+      const seen = [];
+      const leaks = [];
+      const secrets = [];
+      const unwatch = loud.watchLogs((line) => {
+        seen.push(line.length);
+        if (secrets.some((s) => line.includes(s))) leaks.push(line.slice(0, 300));
+        if (line.includes('token=<redacted>')) seen.redacted = true;
+      });
+      try {
+        const alice = uid('alice');
+        const good = loud.token(alice);
+        const bad = mintToken({ sub: alice, secret: 'not-the-secret-at-all' });
+        // Each token's signature is unique to it: no log line may hold one.
+        secrets.push(...[good, bad, loud.adminToken].map((t) => t.split('.').pop()));
+        const room = await createRoom(loud, { token: good }, { members: [] });
+        const a = await connectChat(loud, alice, { token: good });
+        await closing([a], () => a.sendMessage(room.room_id, 'logged at trace'));
+        assert.equal((await openRaw(loud, { token: bad })).status, 401);
+        const viaHeader = await connectChat(loud, alice, { token: good, via: 'header' });
+        await viaHeader.close();
+        assert.equal((await rest(loud, 'GET', roomsRoute, { token: loud.adminToken })).status, 400);
+        await sleep(300); // the last lines reach the pipe
+      } finally {
+        unwatch();
+      }
+      assert.ok(seen.length > 50, `trace logging is on (${seen.length} lines)`);
+      assert.ok(seen.redacted, 'the request span shows the redacted query');
+      assert.deepEqual(leaks, [], 'log lines holding a token');
+    })();
+  } finally {
+    await loud.close();
+  }
 });
 
 it('a bad token on /chat delivers nothing: members of the room see no message and no join', async () => {

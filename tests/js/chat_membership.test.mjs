@@ -1,13 +1,16 @@
-// Chat rooms and membership: the /api/chat REST routes, who may use them (403/404), and
-// membership enforced on /chat for sending, typing and history — non-members get `forbidden`
-// and nothing reaches members; changes take effect at once for live connections.
+// Chat rooms and membership: the /api/chat REST routes, who may use them (403/404), the owner
+// (the creator) who alone removes others and deletes the room while members may leave, paged
+// room and member lists, and membership enforced on /chat for sending, typing and history —
+// non-members get `forbidden` and nothing reaches members; changes take effect at once for live
+// connections.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { withLogs } from './lib/server.mjs';
 import {
   startChatServer, connectChat, closeAllChats, closing, uid, rest, createRoom, listRooms, addMember,
-  removeMember, roomsRoute, membersRoute, memberRoute, sorted, show, QUIET_MS, WAIT_MS,
+  removeMember, roomsRoute, roomRoute, membersRoute, memberRoute, sorted, show, QUIET_MS, WAIT_MS,
+  deleteRoom, allPages, nextPage,
 } from './lib/chat.mjs';
 
 let srv;
@@ -84,7 +87,7 @@ it('the admin creates rooms with only the listed members and manages any room', 
   assert.deepEqual(sorted(zRooms[0].members), sorted([y, z]));
 });
 
-it('members add and remove members; non-members get 403 and change nothing; unknown rooms 404', async () => {
+it('members add members, the owner removes them; non-members get 403 and change nothing; unknown rooms 404', async () => {
   const alice = uid('alice');
   const bob = uid('bob');
   const carol = uid('carol');
@@ -115,7 +118,7 @@ it('members add and remove members; non-members get 403 and change nothing; unkn
   assert.deepEqual(sorted(now.members), sorted([alice, bob, dave]), 'the 403s changed nothing');
   assert.deepEqual(await listRooms(srv, srv.token(carol)), [], 'carol did not get in');
 
-  // A member removes another: 204, and the removed one no longer sees the room.
+  // The owner removes a member: 204, and the removed one no longer sees the room.
   const del = await rest(srv, 'DELETE', memberRoute(id, dave), { token: srv.token(alice) });
   assert.equal(del.status, 204, del.what);
   assert.equal(del.text, '', '204 has no body');
@@ -269,4 +272,93 @@ it('join notifications follow membership: a newly added member is notified, a re
     await c.waitFor('chat-join-notify', (p) => p.participant_id === alice, WAIT_MS, { from: from.c });
     await b.expectNone('chat-join-notify', () => true, QUIET_MS, { from: from.b });
   });
+});
+
+it('the creator owns the room: members may leave, only the owner removes others and deletes it', async () => {
+  const [alice, bob, carol, dave] = ['alice', 'bob', 'carol', 'dave'].map((n) => uid(n));
+  const room = await createRoom(srv, alice, { name: 'owned', members: [bob, carol, dave] });
+  const id = room.room_id;
+  assert.equal(room.owner, alice, 'the creator is the owner');
+  const d = await connectChat(srv, dave, { label: 'dave' });
+  await closing([d], async () => {
+    // A member is not the owner: removing another member or deleting the room is refused.
+    for (const [method, route] of [['DELETE', memberRoute(id, carol)], ['DELETE', memberRoute(id, alice)], ['DELETE', roomRoute(id)]]) {
+      const r = await rest(srv, method, route, { token: srv.token(bob) });
+      assert.equal(r.status, 403, `bob (member): ${r.what}`);
+      assert.equal(r.json?.code, 'forbidden');
+    }
+    assert.deepEqual(sorted((await rest(srv, 'GET', roomRoute(id), { token: srv.token(bob) })).json.members),
+      sorted([alice, bob, carol, dave]), 'the refusals changed nothing');
+
+    // A member leaves.
+    await removeMember(srv, srv.token(bob), id, bob);
+    assert.deepEqual(await listRooms(srv, srv.token(bob)), [], 'bob left');
+    // The owner removes a member.
+    await removeMember(srv, srv.token(alice), id, carol);
+    const removed = await rest(srv, 'DELETE', roomRoute(id), { token: srv.token(carol) });
+    assert.equal(removed.status, 403, `a removed member cannot delete: ${removed.what}`);
+
+    // An owner who leaves still owns the room: sees it, manages it, deletes it.
+    await removeMember(srv, srv.token(alice), id, alice);
+    const seen = await rest(srv, 'GET', roomRoute(id), { token: srv.token(alice) });
+    assert.equal(seen.status, 200, seen.what);
+    assert.deepEqual(seen.json.members, [dave]);
+    assert.equal(seen.json.owner, alice);
+    await d.sendMessage(id, 'still here');
+    await deleteRoom(srv, srv.token(alice), id);
+
+    // Gone for everyone, at once for the live member.
+    for (const who of [alice, dave]) {
+      const r = await rest(srv, 'GET', roomRoute(id), { token: srv.token(who) });
+      assert.equal(r.status, 404, `${who}: ${r.what}`);
+    }
+    assert.deepEqual(await listRooms(srv, srv.token(dave)), []);
+    await forbiddenCode(d, { type: 'message-send', payload: { room_id: id, message: 'into the void' } });
+    await forbiddenCode(d, { type: 'list-message-request', payload: { room_id: id } });
+    const again = await rest(srv, 'DELETE', roomRoute(id), { token: srv.token(alice) });
+    assert.equal(again.status, 404, again.what);
+  });
+});
+
+it('rooms the admin made have no owner: members may only leave, the admin deletes them', async () => {
+  const [x, y] = [uid('x'), uid('y')];
+  const room = await createRoom(srv, { token: srv.adminToken }, { members: [x, y] });
+  assert.equal(room.owner, null);
+  const r = await rest(srv, 'DELETE', memberRoute(room.room_id, y), { token: srv.token(x) });
+  assert.equal(r.status, 403, r.what);
+  assert.equal((await rest(srv, 'DELETE', roomRoute(room.room_id), { token: srv.token(x) })).status, 403);
+  await removeMember(srv, srv.token(x), room.room_id, x);
+  await deleteRoom(srv, srv.adminToken, room.room_id);
+  assert.deepEqual(await listRooms(srv, srv.token(y)), []);
+});
+
+it('room and member lists are paged by cursor: ?limit= and Link rel="next"', async () => {
+  const pat = uid('pat');
+  const made = [];
+  for (let i = 0; i < 7; i++) made.push((await createRoom(srv, pat, { name: `p${i}` })).room_id);
+  const pages = await allPages(srv, srv.token(pat), `${roomsRoute}?limit=3`);
+  assert.deepEqual(pages.map((p) => p.length), [3, 3, 1]);
+  assert.deepEqual(pages.flat().map((r) => r.room_id), made, 'every room once, oldest first');
+  pages.flat().forEach((r) => assertRoomShape(r, 'paged room'));
+  const whole = await rest(srv, 'GET', roomsRoute, { token: srv.token(pat) });
+  assert.equal(whole.json.length, 7, 'the default page holds them all');
+  assert.equal(nextPage(whole), null, 'and says it is the last');
+  for (const limit of ['0', '101', 'many', '-3']) {
+    const bad = await rest(srv, 'GET', `${roomsRoute}?limit=${limit}`, { token: srv.token(pat) });
+    assert.equal(bad.status, 400, `limit=${limit}: ${bad.what}`);
+    assert.equal(typeof bad.json?.error, 'string');
+  }
+  // The admin pages someone's rooms the same way.
+  const adminPages = await allPages(srv, srv.adminToken, `${roomsRoute}?user_id=${encodeURIComponent(pat)}&limit=5`);
+  assert.deepEqual(adminPages.flat().map((r) => r.room_id), made);
+
+  const members = Array.from({ length: 11 }, (_, i) => `${pat}-m${String(i).padStart(2, '0')}`);
+  const big = await createRoom(srv, uid('host'), { members });
+  const memberPages = await allPages(srv, srv.token(members[0]), `${membersRoute(big.room_id)}?limit=5`);
+  assert.deepEqual(memberPages.map((p) => p.length), [5, 5, 2]);
+  assert.deepEqual(memberPages.flat(), sorted(big.members), 'members in id order, each once');
+  const outsider = await rest(srv, 'GET', membersRoute(big.room_id), { token: srv.token(pat) });
+  assert.equal(outsider.status, 403, outsider.what);
+  const ghost = await rest(srv, 'GET', membersRoute(`no-such-${uid('r')}`), { token: srv.token(pat) });
+  assert.equal(ghost.status, 404, ghost.what);
 });

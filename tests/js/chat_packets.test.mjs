@@ -1,9 +1,13 @@
 // Chat API packets over /chat: message-send → message-receive, chat-join → chat-join-notify,
 // chat-leave on a user's last connection, typing → typing-notify; bad packets get an `error`
-// with the right code and leave the connection usable; oversize frames; abusive clients.
+// with the right code and leave the connection usable; oversize frames (and 1009 past the
+// websocket cap); abusive clients; ping floods; server pings and the idle timeout.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { withLogs, sleep } from './lib/server.mjs';
 import {
   startChatServer, connectChat, closeAllChats, closing, uid, createRoom, checkMessageShape, show,
@@ -289,6 +293,13 @@ it('an oversize frame gets frame_too_large (SWITCHYARD_CHAT_MAX_FRAME), then a g
         const page = await a.history({ room_id: room, order: 'asc' });
         assert.deepEqual(page.messages.map((m) => m.id), [ok1.id, ok2.id], 'the oversize message was not stored');
         assert.equal(page.total_count, 2);
+
+        // Past the websocket layer's cap (4 × the packet cap, at least 64 KiB) a frame is not
+        // read at all: the connection is closed with 1009, message too big. bob is unaffected.
+        a.sendRaw('x'.repeat(70 * 1024));
+        assert.deepEqual(await a.waitClosed(), { code: 1009, reason: 'message too big' });
+        assert.ok(b.isOpen);
+        assert.equal((await b.history({ room_id: room })).total_count, 2);
       });
     })();
   } finally {
@@ -335,5 +346,87 @@ it('a client that keeps sending bad packets is eventually disconnected by the se
     })();
   } finally {
     await abuse.close();
+  }
+});
+
+it('pings from a client count against its rate limit: a ping flood is closed with 1008', async () => {
+  const tight = await startChatServer({
+    name: 'chat-ping-flood',
+    env: { SWITCHYARD_RATE_CONN: '10', SWITCHYARD_RATE_CONN_BURST: '10', SWITCHYARD_FLOOD_STRIKES: '60' },
+  });
+  try {
+    await withLogs(() => [tight], async () => {
+      const [alice, bob] = [uid('alice'), uid('bob')];
+      const room = (await createRoom(tight, alice, { members: [bob] })).room_id;
+      const flood = await connectChat(tight, alice, { label: 'pinger' });
+      const calm = await connectChat(tight, bob, { label: 'calm' });
+      await closing([flood, calm], async () => {
+        let pongs = 0;
+        flood.ws.on('pong', () => { pongs += 1; });
+        for (let i = 0; i < 1000 && flood.isOpen; i++) flood.ws.ping();
+        assert.deepEqual(await flood.waitClosed(), { code: 1008, reason: 'policy violation' });
+        assert.ok(pongs < 1000, `not every ping was answered before the close (${pongs})`);
+        // Control frames over the limit got no error packets of ours.
+        assert.deepEqual(flood.all('error'), []);
+        const m = await calm.sendMessage(room, 'unbothered');
+        assert.equal(m.sender_id, bob);
+      });
+      const metrics = await (await fetch(`${tight.url}/metrics`)).text();
+      assert.match(metrics, /switchyard_flood_disconnects_total\{api="chat"\} [1-9]/);
+    })();
+  } finally {
+    await tight.close();
+  }
+});
+
+it('the server pings every connection; a client that never answers is closed with 4002, one that does stays', async () => {
+  const quick = await startChatServer({
+    name: 'chat-keepalive',
+    env: { SWITCHYARD_CHAT_PING_INTERVAL_MS: '200', SWITCHYARD_CHAT_IDLE_TIMEOUT_MS: '1000' },
+  });
+  try {
+    await withLogs(() => [quick], async () => {
+      const [alice, bob] = [uid('alice'), uid('bob')];
+      const room = (await createRoom(quick, alice, { members: [bob] })).room_id;
+      const answering = await connectChat(quick, alice, { label: 'answers pings' });
+      const silent = await connectChat(quick, bob, { label: 'never answers', wsOptions: { autoPong: false } });
+      await closing([answering, silent], async () => {
+        let pings = { answering: 0, silent: 0 };
+        answering.ws.on('ping', () => { pings.answering += 1; });
+        silent.ws.on('ping', () => { pings.silent += 1; });
+        assert.deepEqual(await silent.waitClosed(), { code: 4002, reason: 'idle timeout' });
+        assert.ok(pings.silent >= 1, 'the silent client was pinged before being closed');
+        // The answering client, which sends nothing else, outlives several idle timeouts.
+        await sleep(2500);
+        assert.ok(answering.isOpen, 'a client answering pings stays connected');
+        assert.ok(pings.answering >= 5, `pinged on the interval (${pings.answering} pings)`);
+        await answering.sendMessage(room, 'still here');
+      });
+      assert.ok(quick.logs.some((l) => /closing a silent chat connection/.test(l)), 'one log line says why');
+    })();
+  } finally {
+    await quick.close();
+  }
+});
+
+it('chat settings that cannot work are refused at start with a clear message', async () => {
+  const cases = [
+    [{ SWITCHYARD_CHAT_IDLE_TIMEOUT_MS: '1000', SWITCHYARD_CHAT_PING_INTERVAL_MS: '1000' }, /IDLE_TIMEOUT_MS .* must be longer than the ping interval/],
+    [{ SWITCHYARD_CHAT_MAX_FRAME: '100' }, /SWITCHYARD_CHAT_MAX_FRAME must be at least 256/],
+    [{ SWITCHYARD_CHAT_REST_RATE_USER: '0' }, /per-user rate and burst must be at least 1/],
+    [{ SWITCHYARD_CHAT_MAX_ROOM_MEMBERS: '0' }, /caps must be at least 1/],
+  ];
+  const storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-bad-config-'));
+  try {
+    for (const [env, message] of cases) {
+      const started = startChatServer({ name: 'chat-bad-config', env, storeDir });
+      await assert.rejects(started, (err) => {
+        assert.match(err.message, /exited before becoming ready/);
+        assert.match(err.message, message);
+        return true;
+      }, JSON.stringify(env));
+    }
+  } finally {
+    fs.rmSync(storeDir, { recursive: true, force: true });
   }
 });

@@ -1,5 +1,9 @@
 //! Who is calling: JWT verification for chat users (HS256 with a shared secret, or RS256/ES256
 //! with a public key) and the operator's admin token. Tokens are never logged.
+//!
+//! A valid token is signed by a configured key, has `sub` (1 to `max_sub_bytes` bytes) and
+//! `exp` in the future, any `nbf` in the past, and — when configured — the expected `iss` and
+//! `aud`. No leeway: the edge's clock is the reference.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,8 +17,12 @@ struct Claims {
     exp: u64,
 }
 
+/// HS256 secrets shorter than this are warned about at start (RFC 7518 §3.2: a key of at least
+/// the hash size, 256 bits).
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// How chat tokens are verified.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ChatAuthConfig {
     /// HS256 shared secret.
     pub jwt_secret: Option<String>,
@@ -22,6 +30,26 @@ pub struct ChatAuthConfig {
     pub jwt_public_key_pem: Option<Vec<u8>>,
     /// Bearer token that may manage any room.
     pub admin_token: Option<String>,
+    /// When set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+    /// When set, tokens must carry this `aud` (without it, tokens naming any audience are
+    /// refused, as RFC 7519 §4.1.3 asks).
+    pub audience: Option<String>,
+    /// Longest accepted `sub` (the user id), in bytes.
+    pub max_sub_bytes: usize,
+}
+
+impl Default for ChatAuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwt_public_key_pem: None,
+            admin_token: None,
+            issuer: None,
+            audience: None,
+            max_sub_bytes: 128,
+        }
+    }
 }
 
 impl std::fmt::Debug for ChatAuthConfig {
@@ -33,6 +61,9 @@ impl std::fmt::Debug for ChatAuthConfig {
                 &self.jwt_public_key_pem.as_ref().map(|_| "<set>"),
             )
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("max_sub_bytes", &self.max_sub_bytes)
             .finish()
     }
 }
@@ -41,6 +72,15 @@ impl std::fmt::Debug for ChatAuthConfig {
 pub struct Authenticator {
     verifiers: Vec<(DecodingKey, Validation)>,
     admin_token: Option<String>,
+    max_sub_bytes: usize,
+}
+
+/// A verified chat user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    /// `exp`, Unix seconds: an open connection is closed then.
+    pub expires_at: u64,
 }
 
 /// Who made a REST call.
@@ -50,28 +90,58 @@ pub enum Caller {
     Admin,
 }
 
-fn validation(alg: Algorithm) -> Validation {
+fn validation(alg: Algorithm, config: &ChatAuthConfig) -> Validation {
     let mut v = Validation::new(alg);
-    // `exp` is enforced to the second: an expired token is refused, no grace.
+    // `exp` and `nbf` are enforced to the second: no grace.
     v.leeway = 0;
-    v.set_required_spec_claims(&["exp", "sub"]);
+    v.validate_nbf = true;
+    let mut required = vec!["exp", "sub"];
+    if let Some(iss) = &config.issuer {
+        v.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    if let Some(aud) = &config.audience {
+        v.set_audience(&[aud]);
+        required.push("aud");
+    }
+    v.set_required_spec_claims(&required);
     v
+}
+
+/// A secret short enough to brute-force offline from one token.
+pub fn weak_secret(config: &ChatAuthConfig) -> bool {
+    config
+        .jwt_secret
+        .as_ref()
+        .is_some_and(|s| s.len() < MIN_SECRET_BYTES)
 }
 
 impl Authenticator {
     pub fn new(config: &ChatAuthConfig) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            config.max_sub_bytes > 0,
+            "the longest accepted token subject must be at least 1 byte"
+        );
         let mut verifiers = Vec::new();
         if let Some(secret) = &config.jwt_secret {
+            if weak_secret(config) {
+                tracing::warn!(
+                    bytes = secret.len(),
+                    "SWITCHYARD_JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes: anyone \
+                     holding one token can guess it offline and forge others; use \
+                     {MIN_SECRET_BYTES} or more random bytes"
+                );
+            }
             verifiers.push((
                 DecodingKey::from_secret(secret.as_bytes()),
-                validation(Algorithm::HS256),
+                validation(Algorithm::HS256, config),
             ));
         }
         if let Some(pem) = &config.jwt_public_key_pem {
             if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-                verifiers.push((key, validation(Algorithm::RS256)));
+                verifiers.push((key, validation(Algorithm::RS256, config)));
             } else if let Ok(key) = DecodingKey::from_ec_pem(pem) {
-                verifiers.push((key, validation(Algorithm::ES256)));
+                verifiers.push((key, validation(Algorithm::ES256, config)));
             } else {
                 anyhow::bail!("the JWT public key is neither an RSA nor an EC PEM key");
             }
@@ -79,6 +149,7 @@ impl Authenticator {
         Ok(Self {
             verifiers,
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+            max_sub_bytes: config.max_sub_bytes,
         })
     }
 
@@ -86,15 +157,26 @@ impl Authenticator {
         !self.verifiers.is_empty()
     }
 
-    /// The user id (`sub`) of a valid token.
-    pub fn verify(&self, token: &str) -> Option<String> {
+    /// The user of a valid token.
+    pub fn verify(&self, token: &str) -> Option<Identity> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        self.verifiers
+        let claims = self
+            .verifiers
             .iter()
             .filter(|(_, v)| v.algorithms.contains(&header.alg))
-            .find_map(|(key, v)| jsonwebtoken::decode::<Claims>(token, key, v).ok())
-            .map(|data| data.claims.sub)
-            .filter(|sub| !sub.is_empty())
+            .find_map(|(key, v)| jsonwebtoken::decode::<Claims>(token, key, v).ok())?
+            .claims;
+        if claims.sub.is_empty() || claims.sub.len() > self.max_sub_bytes {
+            tracing::debug!(
+                bytes = claims.sub.len(),
+                "token refused: sub is empty or too long"
+            );
+            return None;
+        }
+        Some(Identity {
+            user: claims.sub,
+            expires_at: claims.exp,
+        })
     }
 
     /// A REST caller from `Authorization: Bearer …`: the admin token or a user's JWT.
@@ -105,7 +187,7 @@ impl Authenticator {
                 return Some(Caller::Admin);
             }
         }
-        self.verify(token).map(Caller::User)
+        self.verify(token).map(|id| Caller::User(id.user))
     }
 }
 
@@ -153,7 +235,7 @@ mod tests {
     fn accepts_its_own_tokens_only() {
         let a = auth();
         let good = mint_hs256("s3cret", "alice", 60).unwrap();
-        assert_eq!(a.verify(&good).as_deref(), Some("alice"));
+        assert_eq!(a.verify(&good).map(|id| id.user).as_deref(), Some("alice"));
         let foreign = mint_hs256("other", "alice", 60).unwrap();
         assert_eq!(a.verify(&foreign), None, "wrong secret");
         assert_eq!(a.verify("garbage"), None);
@@ -202,7 +284,9 @@ mod tests {
         };
         let far = 4_000_000_000;
         assert_eq!(
-            a.verify(&sign("carol", far, Algorithm::ES256)).as_deref(),
+            a.verify(&sign("carol", far, Algorithm::ES256))
+                .map(|id| id.user)
+                .as_deref(),
             Some("carol")
         );
         assert_eq!(
@@ -226,6 +310,105 @@ mod tests {
             ..Default::default()
         })
         .is_err());
+    }
+
+    fn sign(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap()
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn reports_exp_and_honours_nbf() {
+        let a = auth();
+        let exp = now() + 600;
+        let ok = sign(serde_json::json!({"sub": "ann", "exp": exp, "nbf": now() - 5}));
+        assert_eq!(
+            a.verify(&ok),
+            Some(Identity {
+                user: "ann".into(),
+                expires_at: exp
+            })
+        );
+        let early = sign(serde_json::json!({"sub": "ann", "exp": exp, "nbf": now() + 60}));
+        assert_eq!(a.verify(&early), None, "not valid yet");
+    }
+
+    #[test]
+    fn caps_the_subject_length() {
+        let a = auth();
+        let exp = now() + 600;
+        let at_cap = "a".repeat(128);
+        let ok = sign(serde_json::json!({"sub": at_cap, "exp": exp}));
+        assert!(a.verify(&ok).is_some());
+        let long = sign(serde_json::json!({"sub": "a".repeat(129), "exp": exp}));
+        assert_eq!(a.verify(&long), None);
+        let empty = sign(serde_json::json!({"sub": "", "exp": exp}));
+        assert_eq!(a.verify(&empty), None);
+    }
+
+    #[test]
+    fn issuer_and_audience_when_configured() {
+        let exp = now() + 600;
+        let strict = Authenticator::new(&ChatAuthConfig {
+            jwt_secret: Some("s3cret".into()),
+            issuer: Some("https://id.example".into()),
+            audience: Some("switchyard".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let token = |claims| strict.verify(&sign(claims)).is_some();
+        assert!(token(serde_json::json!({
+            "sub": "ann", "exp": exp, "iss": "https://id.example", "aud": "switchyard"
+        })));
+        assert!(!token(serde_json::json!({
+            "sub": "ann", "exp": exp, "iss": "https://evil.example", "aud": "switchyard"
+        })));
+        assert!(!token(serde_json::json!({
+            "sub": "ann", "exp": exp, "iss": "https://id.example", "aud": "other"
+        })));
+        assert!(
+            !token(serde_json::json!({"sub": "ann", "exp": exp, "aud": "switchyard"})),
+            "iss required once configured"
+        );
+        assert!(
+            !token(serde_json::json!({"sub": "ann", "exp": exp, "iss": "https://id.example"})),
+            "aud required once configured"
+        );
+        // Unconfigured: no iss needed; a token meant for another audience is still refused.
+        let lax = auth();
+        assert!(lax
+            .verify(&sign(
+                serde_json::json!({"sub": "ann", "exp": exp, "iss": "anyone"})
+            ))
+            .is_some());
+        assert!(lax
+            .verify(&sign(
+                serde_json::json!({"sub": "ann", "exp": exp, "aud": "other"})
+            ))
+            .is_none());
+    }
+
+    #[test]
+    fn short_secrets_are_flagged() {
+        let cfg = |s: &str| ChatAuthConfig {
+            jwt_secret: Some(s.into()),
+            ..Default::default()
+        };
+        assert!(weak_secret(&cfg("short")));
+        assert!(weak_secret(&cfg(&"x".repeat(31))));
+        assert!(!weak_secret(&cfg(&"x".repeat(32))));
+        assert!(!weak_secret(&ChatAuthConfig::default()));
     }
 
     #[test]

@@ -2,15 +2,20 @@
 //! `/api/chat`.
 
 pub mod auth;
+pub mod close;
 mod connection;
 mod fanout;
 mod packets;
+pub mod quotas;
+pub mod redact;
 mod registry;
 mod rest;
 mod rooms;
 mod subscriptions;
+mod throttled_log;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
@@ -28,8 +33,10 @@ use switchyard_store::Store;
 use tokio::task::JoinHandle;
 
 use auth::{Authenticator, ChatAuthConfig};
+use quotas::{RestLimits, RestQuotas};
 use registry::Registry;
 use rooms::RoomCache;
+use throttled_log::ThrottledLog;
 
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
@@ -38,6 +45,13 @@ pub struct ChatConfig {
     pub max_frame: usize,
     /// Packets queued for one client before it counts as a slow consumer and is dropped.
     pub send_queue: usize,
+    /// How often the server pings each connection.
+    pub ping_interval: Duration,
+    /// A connection that sends nothing (not even a pong) for this long is closed.
+    pub idle_timeout: Duration,
+    /// Estimated heap bytes the room membership cache may hold.
+    pub room_cache_bytes: usize,
+    pub rest: RestLimits,
 }
 
 impl Default for ChatConfig {
@@ -46,7 +60,57 @@ impl Default for ChatConfig {
             auth: ChatAuthConfig::default(),
             max_frame: 64 * 1024,
             send_queue: 1024,
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            room_cache_bytes: 64 << 20,
+            rest: RestLimits::default(),
         }
+    }
+}
+
+impl ChatConfig {
+    /// The smallest values that still make sense; anything below is refused, not raised.
+    pub const MIN_MAX_FRAME: usize = 256;
+    pub const MIN_SEND_QUEUE: usize = 16;
+    pub const MIN_PING_INTERVAL: Duration = Duration::from_millis(100);
+
+    /// Refuses settings that cannot work, saying which and why.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_frame < Self::MIN_MAX_FRAME {
+            return Err(format!(
+                "SWITCHYARD_CHAT_MAX_FRAME must be at least {} bytes (got {})",
+                Self::MIN_MAX_FRAME,
+                self.max_frame
+            ));
+        }
+        if self.send_queue < Self::MIN_SEND_QUEUE {
+            return Err(format!(
+                "SWITCHYARD_CHAT_SEND_QUEUE must be at least {} packets (got {})",
+                Self::MIN_SEND_QUEUE,
+                self.send_queue
+            ));
+        }
+        if self.ping_interval < Self::MIN_PING_INTERVAL {
+            return Err(format!(
+                "SWITCHYARD_CHAT_PING_INTERVAL_MS must be at least {} ms",
+                Self::MIN_PING_INTERVAL.as_millis()
+            ));
+        }
+        if self.idle_timeout <= self.ping_interval {
+            return Err(format!(
+                "SWITCHYARD_CHAT_IDLE_TIMEOUT_MS ({} ms) must be longer than the ping interval \
+                 ({} ms), or every client would time out between two pings",
+                self.idle_timeout.as_millis(),
+                self.ping_interval.as_millis()
+            ));
+        }
+        if self.room_cache_bytes == 0 {
+            return Err("SWITCHYARD_CHAT_ROOM_CACHE_BYTES must be at least 1".into());
+        }
+        if self.auth.max_sub_bytes == 0 {
+            return Err("SWITCHYARD_JWT_MAX_SUB_BYTES must be at least 1".into());
+        }
+        self.rest.validate()
     }
 }
 
@@ -62,6 +126,12 @@ pub struct ChatEdge {
     pub registry: Registry,
     pub subscriptions: subscriptions::RoomSubscriptions,
     pub limits: Arc<crate::limits::Limits>,
+    pub quotas: Arc<RestQuotas>,
+    /// Serializes this edge's membership writes with the cap checks before them, so two
+    /// requests cannot both take a room's (or a user's) last place.
+    pub membership_writes: tokio::sync::Mutex<()>,
+    /// One line per limit and interval when limits are hit.
+    pub limit_log: ThrottledLog,
     /// Messages already delivered here (at-least-once delivery from workers).
     pub recent: crate::dedup::RecentIds,
 }
@@ -74,16 +144,20 @@ pub async fn start(
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<(Arc<ChatEdge>, Router, Vec<JoinHandle<()>>)> {
+    config.validate().map_err(anyhow::Error::msg)?;
     let auth = Authenticator::new(&config.auth)?;
     if !auth.enabled() {
         tracing::warn!("chat is disabled: set SWITCHYARD_JWT_SECRET or SWITCHYARD_JWT_PUBLIC_KEY");
     }
     let chat = Arc::new(ChatEdge {
-        rooms: RoomCache::new(store.clone()),
+        rooms: RoomCache::new(store.clone(), config.room_cache_bytes),
         registry: Registry::default(),
         subscriptions: Default::default(),
         recent: crate::dedup::RecentIds::new(crate::DEDUP_WINDOW),
         limits,
+        quotas: RestQuotas::new(&config.rest),
+        membership_writes: tokio::sync::Mutex::new(()),
+        limit_log: ThrottledLog::default(),
         bus,
         store,
         clock,
@@ -121,7 +195,7 @@ async fn upgrade(
             .into_response();
     }
     let token = query.token.as_deref().or_else(|| auth::bearer(&headers));
-    let Some(user) = token.and_then(|t| chat.auth.verify(t)) else {
+    let Some(identity) = token.and_then(|t| chat.auth.verify(t)) else {
         metrics::counter!("switchyard_rejects_total", "api" => "chat", "reason" => "auth")
             .increment(1);
         tracing::debug!(%peer, "chat upgrade refused: no valid token");
@@ -141,8 +215,8 @@ async fn upgrade(
         .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| {
             let limiter = chat.limits.connection(ip);
-            let span = tracing::info_span!("chat_connection", %user, %ip);
-            tracing::Instrument::instrument(connection::run(chat, user, limiter, socket), span)
+            let span = tracing::info_span!("chat_connection", user = %identity.user, %ip);
+            tracing::Instrument::instrument(connection::run(chat, identity, limiter, socket), span)
         })
 }
 

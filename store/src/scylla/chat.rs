@@ -11,12 +11,15 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Order, Room};
 
 use super::keys::{chat_bucket, next_position};
 use super::ScyllaStore;
-use crate::{StoreError, StoreResult, StoredChatMessage};
+use crate::{Page, StoreError, StoreResult, StoredChatMessage};
 
 type Values = Box<dyn SerializeRow + Send + Sync>;
 
 /// Rooms of one user read at once.
 const ROOM_READS: usize = 16;
+/// Member entries deleted per batch when a room is deleted (batches stay well under the
+/// cluster's batch size thresholds).
+const DELETES_PER_BATCH: usize = 100;
 
 /// A room's message state: its last position and how many messages it has.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +61,8 @@ impl ScyllaStore {
         batch.append_statement(self.st.room_insert.clone());
         // No name: unset, not a null (which would be a tombstone).
         let name = MaybeUnset::from_option(room.name.clone());
-        values.push(Box::new((room.room_id.clone(), name, now_ms())));
+        let owner = MaybeUnset::from_option(room.owner.clone());
+        values.push(Box::new((room.room_id.clone(), name, owner, now_ms())));
         for member in &room.members {
             batch.append_statement(self.st.member_insert.clone());
             values.push(Box::new((room.room_id.clone(), member.clone())));
@@ -101,16 +105,17 @@ impl ScyllaStore {
         op: &'static str,
         room_id: &str,
     ) -> StoreResult<Option<(Room, i64)>> {
-        let rows: Vec<(Option<String>, Option<i64>, Option<String>)> =
-            self.db.all(op, &self.st.room_read, (room_id,)).await?;
-        let Some((name, Some(created_ms), _)) = rows.first().cloned() else {
+        type RoomRow = (Option<String>, Option<i64>, Option<String>, Option<String>);
+        let rows: Vec<RoomRow> = self.db.all(op, &self.st.room_read, (room_id,)).await?;
+        let Some((name, Some(created_ms), owner, _)) = rows.first().cloned() else {
             return Ok(None);
         };
-        let mut members: Vec<String> = rows.into_iter().filter_map(|(_, _, m)| m).collect();
+        let mut members: Vec<String> = rows.into_iter().filter_map(|(.., m)| m).collect();
         members.sort();
         let room = Room {
             room_id: room_id.to_owned(),
             name,
+            owner,
             members,
         };
         Ok(Some((room, created_ms)))
@@ -131,6 +136,109 @@ impl ScyllaStore {
             .await?;
         rooms.sort_by(|(a, at), (b, bt)| at.cmp(bt).then_with(|| a.room_id.cmp(&b.room_id)));
         Ok(rooms.into_iter().map(|(room, _)| room).collect())
+    }
+
+    /// A page of the user's rooms by room id (the clustering order of `chat_user_rooms`);
+    /// entries of rooms never created are skipped, as SQLite's join skips them.
+    pub(super) async fn rooms_page_of_user(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<Room>> {
+        let op = "rooms_page";
+        let overread = i32::try_from(limit).unwrap_or(i32::MAX - 1) + 1;
+        let ids: Vec<(String,)> = self
+            .db
+            .all(
+                op,
+                &self.st.user_rooms_page,
+                (user_id, after.unwrap_or(""), overread),
+            )
+            .await?;
+        let ids = Page::from_overread(ids, limit, |(id,)| id.clone());
+        let rooms: Vec<Room> = stream::iter(ids.items)
+            .map(|(room_id,)| async move { self.room_with_time(op, &room_id).await })
+            .buffered(ROOM_READS)
+            .try_filter_map(|room| async move { Ok(room.map(|(room, _)| room)) })
+            .try_collect()
+            .await?;
+        Ok(Page {
+            items: rooms,
+            next: ids.next,
+        })
+    }
+
+    pub(super) async fn members_page_of_room(
+        &self,
+        room_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<String>> {
+        let overread = i32::try_from(limit).unwrap_or(i32::MAX - 1) + 1;
+        let members: Vec<(String,)> = self
+            .db
+            .all(
+                "members_page",
+                &self.st.members_page,
+                (room_id, after.unwrap_or(""), overread),
+            )
+            .await?;
+        let members = members.into_iter().map(|(m,)| m).collect();
+        Ok(Page::from_overread(members, limit, String::clone))
+    }
+
+    /// One small count per user (a partition of at most the per-user room cap), a few at once.
+    pub(super) async fn room_counts_of(&self, user_ids: &[String]) -> StoreResult<Vec<u64>> {
+        let op = "room_counts";
+        stream::iter(user_ids.to_vec())
+            .map(|user| async move {
+                let row: Option<(i64,)> = self
+                    .db
+                    .first(op, &self.st.user_room_count, &(user,))
+                    .await?;
+                Ok::<_, StoreError>(row.map_or(0, |(n,)| n.max(0) as u64))
+            })
+            .buffered(ROOM_READS)
+            .try_collect()
+            .await
+    }
+
+    /// Members' reverse entries first, then the room partition, then its history: a retry after
+    /// a failure part way finds the members still listed and completes the job. Message ids
+    /// (`chat_message_ids`, one tiny row per message) are left: nothing reads them without a
+    /// room, and finding them would mean reading every message.
+    pub(super) async fn drop_room(&self, room_id: &str) -> StoreResult<()> {
+        let op = "delete_room";
+        let members: Vec<(String,)> = self
+            .db
+            .all(op, &self.st.members_page, (room_id, "", i32::MAX))
+            .await?;
+        for chunk in members.chunks(DELETES_PER_BATCH) {
+            let mut batch = logged();
+            let mut values: Vec<Values> = Vec::with_capacity(chunk.len());
+            for (member,) in chunk {
+                batch.append_statement(self.st.user_room_delete.clone());
+                values.push(Box::new((member.clone(), room_id.to_owned())));
+            }
+            self.db.batch(op, &batch, &values).await?;
+        }
+        self.db
+            .execute(op, &self.st.room_delete, &(room_id,))
+            .await?;
+        let buckets: Vec<(Option<i32>,)> = self
+            .db
+            .all(op, &self.st.room_buckets_read, (room_id,))
+            .await?;
+        for bucket in buckets.into_iter().filter_map(|(b,)| b) {
+            self.db
+                .execute(op, &self.st.bucket_delete, &(room_id, bucket))
+                .await?;
+        }
+        self.db
+            .execute(op, &self.st.room_buckets_delete, &(room_id,))
+            .await
+            .map(drop)
     }
 
     async fn room_state(&self, op: &'static str, room_id: &str) -> StoreResult<Option<RoomState>> {

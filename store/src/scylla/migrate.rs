@@ -33,8 +33,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
-        name: "0003_counted",
-        cql: include_str!("../../../schema/cql/0003_counted.cql"),
+        name: "0003_chat_owner",
+        cql: include_str!("../../../schema/cql/0003_chat_owner.cql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_counted",
+        cql: include_str!("../../../schema/cql/0004_counted.cql"),
     },
 ];
 
@@ -82,7 +87,12 @@ pub async fn run(url: &ScyllaUrl) -> StoreResult<()> {
     for migration in todo {
         tracing::info!(keyspace = %url.keyspace, migration = migration.name, "applying migration");
         for statement in split_statements(migration.cql) {
-            ddl(&session, &statement).await?;
+            match ddl(&session, &statement).await {
+                Err(e) if already_added(&statement, &e) => {
+                    tracing::info!(migration = migration.name, "column already added");
+                }
+                other => other?,
+            }
         }
         // Recorded only once every statement of the file went through; a crash before this
         // line re-runs the (idempotent) file next time. A lightweight transaction, on purpose:
@@ -108,6 +118,22 @@ async fn ddl(session: &Session, cql: &str) -> StoreResult<()> {
         .await
         .map_err(|e| error("migrate", e))?;
     Ok(())
+}
+
+/// An `ALTER TABLE … ADD` that failed because the column exists: a re-run of a migration that
+/// got that far before (CQL on ScyllaDB has no `ADD IF NOT EXISTS`).
+fn already_added(statement: &str, e: &StoreError) -> bool {
+    let words: Vec<String> = statement
+        .split_whitespace()
+        .take(4)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let is_add =
+        words.len() == 4 && words[0] == "ALTER" && words[1] == "TABLE" && words[3] == "ADD";
+    is_add
+        && e.to_string()
+            .to_lowercase()
+            .contains("conflicts with an existing column")
 }
 
 /// Older ScyllaDB releases (6.x, early 2025.x) refuse lightweight transactions in tablets
@@ -281,7 +307,9 @@ mod tests {
                 assert!(
                     s.starts_with("CREATE TABLE IF NOT EXISTS ")
                         || s.starts_with("CREATE TYPE IF NOT EXISTS ")
-                        || s.starts_with("CREATE INDEX IF NOT EXISTS "),
+                        || s.starts_with("CREATE INDEX IF NOT EXISTS ")
+                        // Re-runs pass through `already_added`.
+                        || (s.starts_with("ALTER TABLE ") && s.split_whitespace().nth(3) == Some("ADD")),
                     "{}: not idempotent: {s}",
                     m.name
                 );
@@ -292,6 +320,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_column_added_before_counts_as_applied() {
+        let exists = StoreError::Scylla {
+            op: "migrate",
+            source: "Invalid column name owner because it conflicts with an existing column".into(),
+        };
+        let other = StoreError::Scylla {
+            op: "migrate",
+            source: "unconfigured table chat_rooms".into(),
+        };
+        let add = "ALTER TABLE chat_rooms ADD owner text STATIC";
+        assert!(already_added(add, &exists));
+        assert!(!already_added(add, &other));
+        assert!(!already_added(
+            "CREATE TABLE IF NOT EXISTS x (a int PRIMARY KEY)",
+            &exists
+        ));
     }
 
     #[test]

@@ -26,8 +26,8 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 use crate::{
-    CounterUpdate, HourCount, Store, StoreResult, StoredChatMessage, StoredClick, StoredEvent,
-    Totals,
+    CounterUpdate, HourCount, Page, Store, StoreResult, StoredChatMessage, StoredClick,
+    StoredEvent, Totals,
 };
 use exec::Db;
 use statements::Statements;
@@ -130,6 +130,32 @@ impl Store for ScyllaStore {
 
     async fn rooms_of(&self, user_id: &str) -> StoreResult<Vec<Room>> {
         self.rooms_of_user(user_id).await
+    }
+
+    async fn rooms_page(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<Room>> {
+        self.rooms_page_of_user(user_id, after, limit).await
+    }
+
+    async fn members_page(
+        &self,
+        room_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<String>> {
+        self.members_page_of_room(room_id, after, limit).await
+    }
+
+    async fn room_counts(&self, user_ids: &[String]) -> StoreResult<Vec<u64>> {
+        self.room_counts_of(user_ids).await
+    }
+
+    async fn delete_room(&self, room_id: &str) -> StoreResult<()> {
+        self.drop_room(room_id).await
     }
 
     async fn add_member(&self, room_id: &str, user_id: &str) -> StoreResult<()> {

@@ -110,6 +110,12 @@ pub struct Statements {
     pub user_room_insert: PreparedStatement,
     pub user_room_delete: PreparedStatement,
     pub user_rooms_read: PreparedStatement,
+    pub user_rooms_page: PreparedStatement,
+    pub user_room_count: PreparedStatement,
+    pub members_page: PreparedStatement,
+    pub room_delete: PreparedStatement,
+    pub bucket_delete: PreparedStatement,
+    pub room_buckets_delete: PreparedStatement,
 
     pub message_id_claim: PreparedStatement,
     pub message_id_read: PreparedStatement,
@@ -223,10 +229,13 @@ impl Statements {
                 .await?,
 
             room_insert: p
-                .idem("INSERT INTO chat_rooms (room_id, name, created_ms) VALUES (?, ?, ?)")
+                .idem(
+                    "INSERT INTO chat_rooms (room_id, name, owner, created_ms) \
+                     VALUES (?, ?, ?, ?)",
+                )
                 .await?,
             room_read: p
-                .idem("SELECT name, created_ms, user_id FROM chat_rooms WHERE room_id = ?")
+                .idem("SELECT name, created_ms, owner, user_id FROM chat_rooms WHERE room_id = ?")
                 .await?,
             member_insert: p
                 .idem("INSERT INTO chat_rooms (room_id, user_id) VALUES (?, ?)")
@@ -242,6 +251,25 @@ impl Statements {
                 .await?,
             user_rooms_read: p
                 .idem("SELECT room_id FROM chat_user_rooms WHERE user_id = ?")
+                .await?,
+            user_rooms_page: p
+                .idem(
+                    "SELECT room_id FROM chat_user_rooms WHERE user_id = ? AND room_id > ? \
+                     LIMIT ?",
+                )
+                .await?,
+            user_room_count: p
+                .idem("SELECT COUNT(*) FROM chat_user_rooms WHERE user_id = ?")
+                .await?,
+            members_page: p
+                .idem("SELECT user_id FROM chat_rooms WHERE room_id = ? AND user_id > ? LIMIT ?")
+                .await?,
+            room_delete: p.idem("DELETE FROM chat_rooms WHERE room_id = ?").await?,
+            bucket_delete: p
+                .idem("DELETE FROM chat_messages WHERE room_id = ? AND bucket = ?")
+                .await?,
+            room_buckets_delete: p
+                .idem("DELETE FROM chat_room_buckets WHERE room_id = ?")
                 .await?,
 
             message_id_claim: p

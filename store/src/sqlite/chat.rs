@@ -1,16 +1,21 @@
-//! Chat reads on SQLite: rooms with members, history pages by skip or cursor.
+//! Chat reads on SQLite: rooms with members, pages of rooms and members by cursor, history
+//! pages by skip or cursor.
 
 use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use switchyard_schema::chat::{ChatMessage, HistoryQuery, Order, Room};
 
+use crate::Page;
+
 pub fn room(c: &Connection, room_id: &str) -> rusqlite::Result<Option<Room>> {
-    let name: Option<Option<String>> = c
-        .prepare_cached("SELECT name FROM chat_rooms WHERE room_id = ?1")?
-        .query_row([room_id], |r| r.get(0))
+    let head: Option<(Option<String>, Option<String>)> = c
+        .prepare_cached("SELECT name, owner FROM chat_rooms WHERE room_id = ?1")?
+        .query_row([room_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some(name) = name else { return Ok(None) };
+    let Some((name, owner)) = head else {
+        return Ok(None);
+    };
     let members = c
         .prepare_cached("SELECT user_id FROM chat_members WHERE room_id = ?1 ORDER BY user_id")?
         .query_map([room_id], |r| r.get(0))?
@@ -18,13 +23,76 @@ pub fn room(c: &Connection, room_id: &str) -> rusqlite::Result<Option<Room>> {
     Ok(Some(Room {
         room_id: room_id.to_owned(),
         name,
+        owner,
         members,
     }))
 }
 
+/// Rooms of a user by room id after `after`; rooms never created (stray member rows) are skipped.
+pub fn rooms_page(
+    c: &Connection,
+    user_id: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Page<Room>> {
+    let ids = c
+        .prepare_cached(
+            "SELECT m.room_id FROM chat_members m JOIN chat_rooms r ON r.room_id = m.room_id
+             WHERE m.user_id = ?1 AND m.room_id > ?2 ORDER BY m.room_id LIMIT ?3",
+        )?
+        .query_map(
+            params![user_id, after.unwrap_or(""), limit as i64 + 1],
+            |r| r.get::<_, String>(0),
+        )?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let ids = Page::from_overread(ids, limit, String::clone);
+    let mut rooms = Vec::with_capacity(ids.items.len());
+    for id in &ids.items {
+        if let Some(room) = room(c, id)? {
+            rooms.push(room);
+        }
+    }
+    Ok(Page {
+        items: rooms,
+        next: ids.next,
+    })
+}
+
+pub fn members_page(
+    c: &Connection,
+    room_id: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Page<String>> {
+    let members = c
+        .prepare_cached(
+            "SELECT user_id FROM chat_members WHERE room_id = ?1 AND user_id > ?2
+             ORDER BY user_id LIMIT ?3",
+        )?
+        .query_map(
+            params![room_id, after.unwrap_or(""), limit as i64 + 1],
+            |r| r.get::<_, String>(0),
+        )?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(Page::from_overread(members, limit, String::clone))
+}
+
+/// Membership rows per user, as ScyllaDB counts its reverse entries (a stray row of a room
+/// never created counts too; the REST API never makes one).
+pub fn room_counts(c: &Connection, user_ids: &[String]) -> rusqlite::Result<Vec<u64>> {
+    let mut stmt = c.prepare_cached("SELECT COUNT(*) FROM chat_members WHERE user_id = ?1")?;
+    user_ids
+        .iter()
+        .map(|u| {
+            stmt.query_row([u], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        })
+        .collect()
+}
+
 pub fn rooms_of(c: &Connection, user_id: &str) -> rusqlite::Result<Vec<Room>> {
     let mut stmt = c.prepare_cached(
-        "SELECT r.room_id, r.name, m.user_id
+        "SELECT r.room_id, r.name, m.user_id, r.owner
          FROM chat_members mine
          JOIN chat_rooms r ON r.room_id = mine.room_id
          JOIN chat_members m ON m.room_id = mine.room_id
@@ -38,10 +106,11 @@ pub fn rooms_of(c: &Connection, user_id: &str) -> rusqlite::Result<Vec<Room>> {
             r.get::<_, String>(0)?,
             r.get::<_, Option<String>>(1)?,
             r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
         ))
     })?;
     for row in rows {
-        let (room_id, name, member) = row?;
+        let (room_id, name, member, owner) = row?;
         rooms
             .entry(room_id.clone())
             .or_insert_with(|| {
@@ -49,6 +118,7 @@ pub fn rooms_of(c: &Connection, user_id: &str) -> rusqlite::Result<Vec<Room>> {
                 Room {
                     room_id,
                     name,
+                    owner,
                     members: Vec::new(),
                 }
             })

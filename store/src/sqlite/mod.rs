@@ -14,7 +14,7 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 use crate::{
-    CounterUpdate, HourCount, Store, StoreError, StoreResult, StoredChatMessage, StoredClick,
+    CounterUpdate, HourCount, Page, Store, StoreError, StoreResult, StoredChatMessage, StoredClick,
     StoredEvent, Totals,
 };
 use writer::{WriteOp, Writer};
@@ -36,6 +36,31 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Columns added after a table first shipped: `CREATE TABLE IF NOT EXISTS` leaves an existing
+/// table as it was, so files made by an older build get them here.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("chat_rooms", "owner", "TEXT")];
+
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+            [table, column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            let added =
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"));
+            // Another process sharing the file may have added it meanwhile: fine.
+            if let Err(e) = added {
+                if !e.to_string().contains("duplicate column name") {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     pub fn open(path: &str) -> StoreResult<Self> {
         if let Some(dir) = Path::new(path).parent() {
@@ -46,6 +71,7 @@ impl SqliteStore {
         let conn = Connection::open(path)?;
         configure(&conn)?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         let writer = Writer::start(conn);
         let mut readers = Vec::with_capacity(READ_CONNECTIONS);
         for _ in 0..READ_CONNECTIONS {
@@ -234,6 +260,39 @@ impl Store for SqliteStore {
     async fn rooms_of(&self, user_id: &str) -> StoreResult<Vec<Room>> {
         let user_id = user_id.to_owned();
         self.read(move |c| chat::rooms_of(c, &user_id)).await
+    }
+
+    async fn rooms_page(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<Room>> {
+        let (user_id, after) = (user_id.to_owned(), after.map(str::to_owned));
+        self.read(move |c| chat::rooms_page(c, &user_id, after.as_deref(), limit))
+            .await
+    }
+
+    async fn members_page(
+        &self,
+        room_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<String>> {
+        let (room_id, after) = (room_id.to_owned(), after.map(str::to_owned));
+        self.read(move |c| chat::members_page(c, &room_id, after.as_deref(), limit))
+            .await
+    }
+
+    async fn room_counts(&self, user_ids: &[String]) -> StoreResult<Vec<u64>> {
+        let user_ids = user_ids.to_vec();
+        self.read(move |c| chat::room_counts(c, &user_ids)).await
+    }
+
+    async fn delete_room(&self, room_id: &str) -> StoreResult<()> {
+        self.writer
+            .run(WriteOp::DeleteRoom(room_id.to_owned()))
+            .await
     }
 
     async fn add_member(&self, room_id: &str, user_id: &str) -> StoreResult<()> {

@@ -19,6 +19,7 @@ pub(crate) enum WriteOp {
     CreateRoom(Room),
     AddMember(String, String),
     RemoveMember(String, String),
+    DeleteRoom(String),
     InsertChatMessage(StoredChatMessage),
 }
 
@@ -183,10 +184,10 @@ fn apply(tx: &Transaction, op: WriteOp) -> rusqlite::Result<Outcome> {
         }
         WriteOp::CreateRoom(room) => {
             tx.prepare_cached(
-                "INSERT INTO chat_rooms (room_id, name, created_ms)
-                 VALUES (?1, ?2, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
+                "INSERT INTO chat_rooms (room_id, name, owner, created_ms)
+                 VALUES (?1, ?2, ?3, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
             )?
-            .execute(params![room.room_id, room.name])?;
+            .execute(params![room.room_id, room.name, room.owner])?;
             for member in &room.members {
                 add_member(tx, &room.room_id, member)?;
             }
@@ -199,6 +200,16 @@ fn apply(tx: &Transaction, op: WriteOp) -> rusqlite::Result<Outcome> {
         WriteOp::RemoveMember(room_id, user_id) => {
             tx.prepare_cached("DELETE FROM chat_members WHERE room_id = ?1 AND user_id = ?2")?
                 .execute(params![room_id, user_id])?;
+            Ok(Outcome::Done)
+        }
+        WriteOp::DeleteRoom(room_id) => {
+            for sql in [
+                "DELETE FROM chat_members WHERE room_id = ?1",
+                "DELETE FROM chat_messages WHERE room_id = ?1",
+                "DELETE FROM chat_rooms WHERE room_id = ?1",
+            ] {
+                tx.prepare_cached(sql)?.execute([&room_id])?;
+            }
             Ok(Outcome::Done)
         }
         WriteOp::InsertChatMessage(m) => {

@@ -8,6 +8,7 @@
 //   Packets: JSON text frames {"type", "payload"}.
 
 import crypto from 'node:crypto';
+import http from 'node:http';
 import { execFile } from 'node:child_process';
 import WebSocket from 'ws';
 import { startServer, BIN } from './server.mjs';
@@ -330,7 +331,7 @@ function safe(predicate, payload) {
  * `Authorization: Bearer` header (via 'header'); `token: null` sends none. Resolves
  * {ws, status: 101} when upgraded, or {status, body} when the upgrade was refused.
  */
-export function openRaw(server, { token, via = 'query', headers = {}, timeoutMs = WAIT_MS } = {}) {
+export function openRaw(server, { token, via = 'query', headers = {}, timeoutMs = WAIT_MS, wsOptions = {} } = {}) {
   let url = server.wsUrl();
   const hdrs = { ...headers };
   if (token !== null && token !== undefined) {
@@ -338,7 +339,7 @@ export function openRaw(server, { token, via = 'query', headers = {}, timeoutMs 
     else if (via === 'header') hdrs.Authorization = `Bearer ${token}`;
     else throw new Error(`unknown via ${via}`);
   }
-  const ws = new WebSocket(url, { headers: hdrs, handshakeTimeout: timeoutMs });
+  const ws = new WebSocket(url, { headers: hdrs, handshakeTimeout: timeoutMs, ...wsOptions });
   return new Promise((resolve, reject) => {
     let settled = false;
     const settle = (fn) => {
@@ -365,11 +366,12 @@ export function openRaw(server, { token, via = 'query', headers = {}, timeoutMs 
 
 /**
  * Connects `user` (a user id; a token is minted for it unless `token` is given) and resolves
- * with a ChatConn. Rejects if the upgrade is refused.
+ * with a ChatConn. Rejects if the upgrade is refused. `wsOptions` go to the `ws` client (e.g.
+ * `{ autoPong: false }` for a client that never answers pings).
  */
-export async function connectChat(server, user, { token, via = 'query', label } = {}) {
+export async function connectChat(server, user, { token, via = 'query', label, wsOptions } = {}) {
   const tok = token ?? server.token(user);
-  const res = await openRaw(server, { token: tok, via });
+  const res = await openRaw(server, { token: tok, via, wsOptions });
   if (!res.ws) throw new Error(`${label ?? user}: /chat upgrade refused with HTTP ${res.status}: ${res.body?.slice(0, 300)}`);
   const conn = new ChatConn(res.ws, { user, label });
   open.add(conn);
@@ -395,9 +397,11 @@ export async function closing(conns, fn) {
 
 /**
  * One REST call. `token` → `Authorization: Bearer <token>`; `authorization` sets the raw
- * header; `body` is sent as JSON (or as is when `rawBody`). Resolves {status, json, text, headers}.
+ * header; `body` is sent as JSON (or as is when `rawBody`); `localAddress` (e.g. '127.0.0.2')
+ * sends it from another loopback address, i.e. as another client IP. Resolves
+ * {status, json, text, headers}.
  */
-export async function rest(server, method, route, { token, authorization, body, rawBody } = {}) {
+export async function rest(server, method, route, { token, authorization, body, rawBody, localAddress } = {}) {
   const headers = {};
   if (authorization !== undefined) headers.Authorization = authorization;
   else if (token !== undefined && token !== null) headers.Authorization = `Bearer ${token}`;
@@ -409,7 +413,9 @@ export async function rest(server, method, route, { token, authorization, body, 
     payload = JSON.stringify(body);
     headers['Content-Type'] = 'application/json';
   }
-  const res = await fetch(`${server.url}${route}`, { method, headers, body: payload, signal: AbortSignal.timeout(WAIT_MS) });
+  const res = localAddress
+    ? await requestFrom(localAddress, `${server.url}${route}`, { method, headers, body: payload })
+    : await fetch(`${server.url}${route}`, { method, headers, body: payload, signal: AbortSignal.timeout(WAIT_MS) });
   const text = await res.text();
   let json;
   try {
@@ -420,7 +426,29 @@ export async function rest(server, method, route, { token, authorization, body, 
   return { status: res.status, json, text, headers: res.headers, what: `${method} ${route} → HTTP ${res.status}: ${text.slice(0, 300)}` };
 }
 
+/** A fetch-like response for a request sent from `localAddress` (another loopback client IP). */
+function requestFrom(localAddress, url, { method, headers, body }) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, localAddress, timeout: WAIT_MS }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({
+          status: res.statusCode,
+          headers: new Headers(Object.entries(res.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)])),
+          text: async () => text,
+        });
+      });
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error(`timeout after ${WAIT_MS} ms`)));
+    req.end(body);
+  });
+}
+
 export const roomsRoute = '/api/chat/rooms';
+export const roomRoute = (roomId) => `${roomsRoute}/${encodeURIComponent(roomId)}`;
 export const membersRoute = (roomId) => `/api/chat/rooms/${encodeURIComponent(roomId)}/members`;
 export const memberRoute = (roomId, userId) => `${membersRoute(roomId)}/${encodeURIComponent(userId)}`;
 
@@ -454,6 +482,32 @@ export async function listRooms(server, token) {
 /** POST /api/chat/rooms/{room}/members {user_id} with `token`; resolves with the 200 body. */
 export async function addMember(server, token, roomId, userId) {
   return assertOk(await rest(server, 'POST', membersRoute(roomId), { token, body: { user_id: userId } }), 200);
+}
+
+/** DELETE /api/chat/rooms/{room} with `token`; asserts 204. */
+export async function deleteRoom(server, token, roomId) {
+  const res = await rest(server, 'DELETE', roomRoute(roomId), { token });
+  if (res.status !== 204) throw new Error(`expected HTTP 204: ${res.what}`);
+  return res;
+}
+
+/** The `rel="next"` route of a paged list response, or null on the last page. */
+export function nextPage(res) {
+  const link = res.headers.get('link') ?? '';
+  const m = /<([^>]+)>;\s*rel="next"/.exec(link);
+  return m ? m[1] : null;
+}
+
+/** Every page of a paged list (an array per page), following `Link: rel="next"`. */
+export async function allPages(server, token, route, { maxPages = 100 } = {}) {
+  const pages = [];
+  for (let next = route; next && pages.length < maxPages;) {
+    const res = await rest(server, 'GET', next, { token });
+    if (res.status !== 200 || !Array.isArray(res.json)) throw new Error(`expected a 200 array: ${res.what}`);
+    pages.push(res.json);
+    next = nextPage(res);
+  }
+  return pages;
 }
 
 /** DELETE /api/chat/rooms/{room}/members/{user} with `token`; asserts 204. */

@@ -87,6 +87,13 @@ export async function startServer({ env = {}, clockStart, storeDir, name = 'swit
 
   server.tail = (n = 150) => server.logs.slice(-n).join('\n');
 
+  // Every log line as it arrives (the kept tail is short): `watchLogs(fn)` returns an unwatch.
+  const watchers = new Set();
+  server.watchLogs = (fn) => {
+    watchers.add(fn);
+    return () => watchers.delete(fn);
+  };
+
   server.stop = async () => {
     const child = server.child;
     if (!child) return server.exit;
@@ -164,6 +171,7 @@ export async function startServer({ env = {}, clockStart, storeDir, name = 'swit
         const lines = (partial + chunk).split('\n');
         partial = lines.pop();
         for (const line of lines) {
+          for (const watch of watchers) watch(line);
           server.logs.push(line);
           if (server.logs.length > LOG_LINES) server.logs.splice(0, server.logs.length - LOG_LINES);
         }

@@ -24,7 +24,8 @@ pub fn click(id: &str, n: u64) -> Bytes {
     Bytes::from(envelope::encode(&packet).unwrap())
 }
 
-/// A SQLite store in a directory of its own, removed when the `TempDir` drops.
+/// A SQLite store in a directory of its own, removed when the `TempDir` drops (the file is
+/// `worker.sqlite` in it).
 pub async fn temp_store() -> (TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("worker.sqlite").display());
