@@ -80,6 +80,16 @@ function exited(child) {
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 }
 
+/** SIGSTOP (paused = true) or SIGCONT a process or NATS node handle; logs it in its tail. */
+function signalPaused(handle, paused) {
+  const child = handle.child;
+  if (!child || handle.exit) return false;
+  handle.logs.push(`=== ${handle.name}: test sends ${paused ? 'SIGSTOP' : 'SIGCONT'}`);
+  child.kill(paused ? 'SIGSTOP' : 'SIGCONT');
+  handle.paused = paused;
+  return true;
+}
+
 async function httpStatus(url, ms = 1000) {
   const res = await fetch(url, { signal: AbortSignal.timeout(ms) });
   const body = await res.text();
@@ -181,6 +191,8 @@ export async function startNatsCluster({ size = 3, name = 'nats' } = {}) {
     ];
     node.tail = (n = TAIL_LINES) => node.logs.slice(-n).join('\n');
     node.alive = () => Boolean(node.child) && !node.exit;
+    /** The server name JetStream reports as a leader (`-n`). */
+    node.serverName = () => `n${node.index + 1}`;
 
     node.spawn = () => {
       node.exit = null;
@@ -195,7 +207,10 @@ export async function startNatsCluster({ size = 3, name = 'nats' } = {}) {
       child.on('exit', (code, signal) => {
         live.delete(child);
         node.logs.push(`=== ${node.name} #${gen} exited code=${code} signal=${signal}`);
-        if (node.child === child) node.exit = { code, signal };
+        if (node.child === child) {
+          node.exit = { code, signal };
+          node.paused = false;
+        }
       });
     };
 
@@ -237,6 +252,17 @@ export async function startNatsCluster({ size = 3, name = 'nats' } = {}) {
       return done;
     };
 
+    /** SIGSTOP: the node stays up for the OS but answers nothing (a long pause or a partition). */
+    node.pause = () => signalPaused(node, true);
+    /** SIGCONT after pause(). */
+    node.resume = () => signalPaused(node, false);
+    /** GET `route` of this node's monitoring port, parsed; throws on a dead or frozen node. */
+    node.monitor = async (route, ms = 1500) => {
+      const res = await httpStatus(`${node.monitorUrl}${route}`, ms);
+      if (res.status !== 200) throw new Error(`${node.name} ${route}: HTTP ${res.status}`);
+      return JSON.parse(res.body);
+    };
+
     /** Starts the node again on the same ports and store dir; resolves once it is ready. */
     node.start = async () => {
       if (node.alive()) throw new Error(`${node.name} is still running`);
@@ -250,7 +276,62 @@ export async function startNatsCluster({ size = 3, name = 'nats' } = {}) {
     };
   }
 
+  /**
+   * Which live node each JetStream stream and consumer has as leader, with the consumers'
+   * backlog, merged from every node that answers (a frozen one does not).
+   * {streams: {IN: {leader, messages}}, consumers: [{stream, name, leader, pending, ackPending}]}
+   */
+  cluster.jetstream = async () => {
+    const streams = {};
+    const consumers = new Map();
+    for (const node of nodes.filter((n) => n.alive() && !n.paused)) {
+      let jsz;
+      try {
+        jsz = await node.monitor('/jsz?accounts=true&streams=true&consumers=true');
+      } catch { continue; }
+      for (const acc of jsz.account_details ?? []) {
+        for (const st of acc.stream_detail ?? []) {
+          const leader = st.cluster?.leader;
+          // Every replica reports the leader; only the leader's numbers are current.
+          if (leader && (!streams[st.name] || leader === node.serverName())) {
+            streams[st.name] = {
+              leader, messages: st.state?.messages, lastSeq: st.state?.last_seq, replicas: 1 + (st.cluster?.replicas?.length ?? 0),
+            };
+          }
+          for (const c of st.consumer_detail ?? []) {
+            const key = `${st.name}/${c.name}`;
+            const cLeader = c.cluster?.leader;
+            if (!consumers.has(key) || cLeader === node.serverName()) {
+              consumers.set(key, {
+                stream: st.name, name: c.name, leader: cLeader,
+                pending: c.num_pending ?? 0, ackPending: c.num_ack_pending ?? 0, redelivered: c.num_redelivered ?? 0,
+                delivered: c.delivered?.stream_seq, ackFloor: c.ack_floor?.stream_seq,
+              });
+            }
+          }
+        }
+      }
+    }
+    return { streams, consumers: [...consumers.values()] };
+  };
+  /** The node whose server name is `serverName` ('n1'…). */
+  cluster.byServerName = (serverName) => nodes.find((n) => n.serverName() === serverName);
+  /**
+   * The live node that has a client connection named `name` (switchyard names its connection
+   * `switchyard-<role>-<pid>`), or undefined.
+   */
+  cluster.nodeWithConnection = async (name) => {
+    for (const node of nodes.filter((n) => n.alive() && !n.paused)) {
+      try {
+        const connz = await node.monitor('/connz?limit=1024');
+        if ((connz.connections ?? []).some((c) => c.name === name)) return node;
+      } catch { /* dead or frozen: ask the next one */ }
+    }
+    return undefined;
+  };
+
   cluster.close = async () => {
+    for (const n of nodes) if (n.paused) n.resume();
     await Promise.all(nodes.map((n) => n.kill('SIGKILL')));
     if (!process.env.SWITCHYARD_KEEP_STORE) fs.rmSync(baseDir, { recursive: true, force: true });
   };
@@ -324,7 +405,10 @@ function makeProcess({ role, name, envFn, now }) {
     child.on('exit', (code, signal) => {
       live.delete(child);
       proc.logs.push(`=== ${name} #${gen} exited code=${code} signal=${signal}`);
-      if (proc.child === child) proc.exit = { code, signal };
+      if (proc.child === child) {
+        proc.exit = { code, signal };
+        proc.paused = false;
+      }
     });
 
     const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -381,6 +465,12 @@ function makeProcess({ role, name, envFn, now }) {
     return done;
   };
 
+  /** SIGSTOP / SIGCONT (a frozen process: a long GC pause, a stalled VM, a partition). */
+  proc.pause = () => signalPaused(proc, true);
+  proc.resume = () => signalPaused(proc, false);
+  /** The name of this process's NATS connection (what a node's /connz lists). */
+  proc.connectionName = () => (proc.alive() ? `switchyard-${role}-${proc.child.pid}` : undefined);
+
   /** Clean stop (SIGTERM, exit 0) — or `signal` if given — then a new process of the same role. */
   proc.restart = async ({ signal } = {}) => {
     if (proc.alive()) {
@@ -406,11 +496,14 @@ function makeProcess({ role, name, envFn, now }) {
  * `clock`: 'mid-hour' (default) starts every process's clock a minute into the current real hour
  * (SWITCHYARD_CLOCK_START, as the single-process tests do), so no hour rollover can land in a
  * test; launches are aligned to whole seconds so all processes tell the same time. 'real' leaves
- * the clock alone.
+ * the clock alone; a number (Unix seconds) starts the cluster clock there.
+ * `replicas`: SWITCHYARD_NATS_REPLICAS (default: the NATS cluster size); null leaves it unset.
  *
  * Returns {nats, storePath, aggregator, workers, edges, all(), addWorker(), addEdge(), now(), close()}.
  */
-export async function startCluster({ edges = 2, workers = 1, env = {}, nats, name = 'sy', clock = 'mid-hour' } = {}) {
+export async function startCluster({
+  edges = 2, workers = 1, env = {}, nats, name = 'sy', clock = 'mid-hour', replicas,
+} = {}) {
   const ownNats = !nats;
   const natsCluster = nats ?? (await startNatsCluster({ name: `${name}-nats` }));
   const storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-cluster-'));
@@ -418,7 +511,7 @@ export async function startCluster({ edges = 2, workers = 1, env = {}, nats, nam
 
   // Cluster clock: virtual = clockBase + (Date.now() - realBase) / 1000, with realBase a whole second.
   const realBase = Math.ceil(Date.now() / 1000) * 1000;
-  const clockBase = clock === 'real' ? undefined : midHourClock();
+  const clockBase = clock === 'real' ? undefined : typeof clock === 'number' ? clock : midHourClock();
   const now = () => (clockBase === undefined ? Date.now() / 1000 : clockBase + (Date.now() - realBase) / 1000);
 
   const cl = {
@@ -435,7 +528,7 @@ export async function startCluster({ edges = 2, workers = 1, env = {}, nats, nam
   const envFn = () => {
     const e = {
       SWITCHYARD_NATS: natsCluster.urls,
-      SWITCHYARD_NATS_REPLICAS: String(natsCluster.size),
+      SWITCHYARD_NATS_REPLICAS: String(replicas ?? natsCluster.size),
       SWITCHYARD_STORE: `sqlite://${storePath}`,
       SWITCHYARD_HEARTBEAT_MS: String(HEARTBEAT_MS),
       SWITCHYARD_EDGE_TIMEOUT_MS: String(EDGE_TIMEOUT_MS),
@@ -450,6 +543,8 @@ export async function startCluster({ edges = 2, workers = 1, env = {}, nats, nam
       ...cl.env,
     };
     if (clockBase !== undefined) e.SWITCHYARD_CLOCK_START = String(Math.round(now()));
+    // replicas: null leaves the variable unset: the binary's own default is under test.
+    if (replicas === null) delete e.SWITCHYARD_NATS_REPLICAS;
     return e;
   };
 
@@ -488,6 +583,7 @@ export async function startCluster({ edges = 2, workers = 1, env = {}, nats, nam
    * exit cleanly (code 0 within 10 s) or had died on its own.
    */
   cl.close = async () => {
+    for (const p of [cl.aggregator, ...cl.workers, ...cl.edges]) if (p?.paused) p.resume();
     const errors = [];
     const stopAll = async (procs) => {
       await Promise.all(procs.map(async (p) => {
