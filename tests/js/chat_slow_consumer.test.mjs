@@ -18,6 +18,9 @@ test('a client that stops reading is dropped as a slow consumer; others receive 
       SWITCHYARD_RATE_CONN_BURST: '100000',
       SWITCHYARD_RATE_IP: '100000',
       SWITCHYARD_RATE_IP_BURST: '100000',
+      // 3,000 messages of ~3 KB: far past the default per-connection read rate (64 KiB/s).
+      SWITCHYARD_CONN_READ_RATE: '100000000',
+      SWITCHYARD_CONN_READ_BURST: '100000000',
     },
   });
   try {
