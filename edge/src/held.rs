@@ -3,20 +3,14 @@
 //! up: each connection holds at most its session queue, and the whole edge at most this many
 //! bytes. Past it a packet is refused at once (`held_full`), with a clear ack error.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-/// At most one log line per this interval while packets are being refused.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct Held {
     budget: Arc<Semaphore>,
     max_bytes: usize,
-    last_log_s: Arc<AtomicU64>,
 }
 
 /// Bytes held for one packet; released when dropped (the stream answered, either way).
@@ -37,7 +31,6 @@ impl Held {
         Self {
             budget: Arc::new(Semaphore::new(max_bytes)),
             max_bytes,
-            last_log_s: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -55,25 +48,19 @@ impl Held {
             Err(_) => {
                 metrics::counter!("switchyard_rejects_total", "api" => api, "reason" => "held_full")
                     .increment(1);
-                self.log_refusal();
+                self.log_refusal(api);
                 None
             }
         }
     }
 
-    fn log_refusal(&self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last_log_s.load(Ordering::Relaxed);
-        if now >= last + LOG_EVERY.as_secs()
-            && self
-                .last_log_s
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+    /// One line per interval however many are refused (the edge's one log throttle).
+    fn log_refusal(&self, api: &'static str) {
+        if let Some(since_last) = crate::refusals::due(api, "held_full") {
             tracing::warn!(
+                api,
                 max_bytes = self.max_bytes,
+                more_since_last_line = since_last,
                 "refusing inbound packets: this edge holds SWITCHYARD_HELD_BYTES of packets the \
                  stream has not confirmed (NATS slow or electing); more are refused until it answers"
             );

@@ -158,7 +158,7 @@ pub async fn run(
             }
             _ = &mut idle => {
                 metrics::counter!("switchyard_chat_closes_total", "reason" => "idle").increment(1);
-                if let Some(suppressed) = chat.limit_log.allow("idle") {
+                if let Some(suppressed) = crate::refusals::due("chat", "idle") {
                     tracing::info!(
                         ip = %limiter.ip(),
                         idle_ms = idle_timeout.as_millis() as u64,
@@ -191,7 +191,7 @@ pub async fn run(
                 continue;
             }
             Verdict::Disconnect => {
-                if let Some(suppressed) = chat.limit_log.allow("flood") {
+                if let Some(suppressed) = crate::refusals::due("chat", "flood") {
                     tracing::info!(ip = %limiter.ip(), suppressed, "closing a flooding chat connection");
                 }
                 end(close::POLICY);
@@ -202,7 +202,7 @@ pub async fn run(
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Binary(_))) => {
                 let r = Rejection::new(ErrorCode::InvalidJson, "packets are JSON text frames");
-                if reject(&chat, &tx, &r, &mut abuse) {
+                if reject(&tx, &r, &mut abuse) {
                     end(close::POLICY);
                     break;
                 }
@@ -211,7 +211,7 @@ pub async fn run(
             Some(Err(e)) if is_too_big(&e) => {
                 metrics::counter!("switchyard_rejects_total", "api" => "chat", "reason" => "frame_too_large")
                     .increment(1);
-                if let Some(suppressed) = chat.limit_log.allow("frame_cap") {
+                if let Some(suppressed) = crate::refusals::due("chat", "frame_cap") {
                     tracing::info!(ip = %limiter.ip(), error = %e, suppressed, "closing a chat connection: frame over the size cap");
                 }
                 end(close::TOO_BIG);
@@ -228,14 +228,14 @@ pub async fn run(
                 ErrorCode::FrameTooLarge,
                 format!("packets are limited to {} bytes", chat.config.max_frame),
             );
-            if reject(&chat, &tx, &r, &mut abuse) {
+            if reject(&tx, &r, &mut abuse) {
                 end(close::POLICY);
                 break;
             }
             continue;
         }
         if let Err(r) = packets::handle(&chat, &user, &tx, text.as_str()).await {
-            if reject(&chat, &tx, &r, &mut abuse) {
+            if reject(&tx, &r, &mut abuse) {
                 end(close::POLICY);
                 break;
             }
@@ -272,12 +272,7 @@ pub async fn run(
 }
 
 /// Answers a rejected packet; true when the client has abused its allowance and must go.
-fn reject(
-    chat: &ChatEdge,
-    tx: &mpsc::Sender<Utf8Bytes>,
-    r: &Rejection,
-    abuse: &mut AbuseMeter,
-) -> bool {
+fn reject(tx: &mpsc::Sender<Utf8Bytes>, r: &Rejection, abuse: &mut AbuseMeter) -> bool {
     metrics::counter!("switchyard_rejects_total", "api" => "chat", "reason" => r.code.as_str())
         .increment(1);
     let _ = tx.try_send(ServerPacket::error(r).to_json().into());
@@ -291,7 +286,7 @@ fn reject(
             .into(),
         );
         metrics::counter!("switchyard_abuse_disconnects_total", "api" => "chat").increment(1);
-        if let Some(suppressed) = chat.limit_log.allow("abuse") {
+        if let Some(suppressed) = crate::refusals::due("chat", "abuse") {
             tracing::info!(
                 suppressed,
                 "closing an abusive chat connection (too many bad packets)"

@@ -12,7 +12,6 @@ mod registry;
 mod rest;
 mod rooms;
 mod subscriptions;
-mod throttled_log;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +35,6 @@ use auth::{Authenticator, ChatAuthConfig};
 use quotas::{RestLimits, RestQuotas};
 use registry::Registry;
 use rooms::RoomCache;
-use throttled_log::ThrottledLog;
 
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
@@ -130,8 +128,6 @@ pub struct ChatEdge {
     /// Serializes this edge's membership writes with the cap checks before them, so two
     /// requests cannot both take a room's (or a user's) last place.
     pub membership_writes: tokio::sync::Mutex<()>,
-    /// One line per limit and interval when limits are hit.
-    pub limit_log: ThrottledLog,
     /// Messages already delivered here (at-least-once delivery from workers).
     pub recent: crate::dedup::RecentIds,
     /// Messages waiting for the durable stream's confirmation, bounded for the whole edge.
@@ -160,7 +156,6 @@ pub async fn start(
         limits,
         quotas: RestQuotas::new(&config.rest),
         membership_writes: tokio::sync::Mutex::new(()),
-        limit_log: ThrottledLog::default(),
         bus,
         store,
         clock,

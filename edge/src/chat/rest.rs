@@ -120,10 +120,10 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// A limit refused the request: counted, logged once per limit and interval.
-fn limited(chat: &ChatEdge, refusal: ApiError, who: &str) -> ApiError {
+fn limited(refusal: ApiError, who: &str) -> ApiError {
     metrics::counter!("switchyard_rejects_total", "api" => "chat_rest", "reason" => refusal.code)
         .increment(1);
-    if let Some(suppressed) = chat.limit_log.allow(refusal.code) {
+    if let Some(suppressed) = crate::refusals::due("chat_rest", refusal.code) {
         tracing::warn!(
             limit = refusal.code,
             who,
@@ -160,13 +160,13 @@ impl FromRequestParts<Arc<ChatEdge>> for Admitted {
         let ip = chat.limits.client_ip(peer, &parts.headers);
         if let Err(wait) = chat.quotas.ip(ip) {
             let refusal = rate_limited("rate_ip", "too many requests from this address", wait);
-            return Err(limited(chat, refusal, &ip.to_string()));
+            return Err(limited(refusal, &ip.to_string()));
         }
         let caller = caller(chat, &parts.headers)?;
         if let Caller::User(me) = &caller {
             if let Err(wait) = chat.quotas.user(me) {
                 let refusal = rate_limited("rate_user", "too many requests from this user", wait);
-                return Err(limited(chat, refusal, me));
+                return Err(limited(refusal, me));
             }
         }
         Ok(Admitted(caller))
@@ -246,14 +246,14 @@ async fn create_room(State(chat): Ctx, Admitted(caller): Admitted, bytes: Bytes)
                 members.len()
             ),
         );
-        return Err(limited(&chat, refusal, who));
+        return Err(limited(refusal, who));
     }
     // The quota before the member counts: an over-quota flood costs no store reads. (A request
     // then refused for a full member still used up its creation.)
     if let Some(me) = &owner {
         if let Err(wait) = chat.quotas.create_room(me) {
             let refusal = rate_limited("room_quota", "this user created rooms too quickly", wait);
-            return Err(limited(&chat, refusal, me));
+            return Err(limited(refusal, me));
         }
     }
     let _writes = chat.membership_writes.lock().await;
@@ -301,7 +301,7 @@ async fn refuse_users_at_room_cap(
             ),
         )
     };
-    Err(limited(chat, refusal, who))
+    Err(limited(refusal, who))
 }
 
 #[derive(Deserialize)]
@@ -459,7 +459,7 @@ async fn add_member(
             "room_full",
             format!("this room already has {cap} members, the most a room may have"),
         );
-        return Err(limited(&chat, refusal, who));
+        return Err(limited(refusal, who));
     }
     refuse_users_at_room_cap(&chat, std::slice::from_ref(&new.user_id), who).await?;
     chat.store

@@ -12,8 +12,6 @@ use hashlink::LinkedHashMap;
 use parking_lot::Mutex;
 use switchyard_store::{Store, StoreResult};
 
-use super::throttled_log::ThrottledLog;
-
 /// What the edge needs of a room to authorize packets and deliver to its members.
 #[derive(Debug)]
 pub struct CachedRoom {
@@ -69,7 +67,6 @@ pub struct RoomCache {
     /// Bumped by every invalidation: a read that started before one may have read the old
     /// membership, so it is served but not cached.
     generation: AtomicU64,
-    full_log: ThrottledLog,
 }
 
 impl RoomCache {
@@ -80,7 +77,6 @@ impl RoomCache {
             budget,
             lru: Mutex::new(Lru::default()),
             generation: AtomicU64::new(0),
-            full_log: ThrottledLog::default(),
         }
     }
 
@@ -104,7 +100,7 @@ impl RoomCache {
     fn insert(&self, room_id: &str, members: &Members, generation: u64) {
         let size = estimated_bytes(room_id, members);
         if size > self.budget {
-            if let Some(suppressed) = self.full_log.allow("room_cache") {
+            if let Some(suppressed) = crate::refusals::due("chat", "room_cache") {
                 tracing::warn!(
                     room_id,
                     bytes = size,
