@@ -242,6 +242,7 @@ impl Aggregator {
                 }
                 .to_json(),
                 dedup: None,
+                position: None,
             };
             match envelope::encode(&out) {
                 Ok(bytes) => {

@@ -43,6 +43,7 @@ fn chat_out() -> ChatOut {
         },
         json: ServerPacket::MessageReceive(message).to_json(),
         dedup: Some(PACKET_ID.into()),
+        position: Some(1_724_250_600_123_000),
     }
 }
 

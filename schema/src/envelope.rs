@@ -191,6 +191,10 @@ pub struct ChatOut {
     pub target: ChatTarget,
     pub json: String,
     pub dedup: Option<String>,
+    /// A room message's position in its room's history (the store's, strictly increasing in
+    /// history order): edges deliver a room in this order, whatever route fan-out took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
 }
 
 /// A chat connection opening or closing, from an edge to the aggregator.

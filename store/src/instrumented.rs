@@ -10,7 +10,7 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 use crate::{
-    CounterUpdate, HourCount, Page, Store, StoreResult, StoredChatMessage, StoredClick,
+    CounterUpdate, HourCount, Page, Placement, Store, StoreResult, StoredChatMessage, StoredClick,
     StoredEvent, Totals,
 };
 
@@ -132,7 +132,7 @@ impl<S: Store> Store for Instrumented<S> {
         timed("remove_member", self.inner.remove_member(room_id, user_id)).await
     }
 
-    async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<bool> {
+    async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<Placement> {
         timed(
             "insert_chat_message",
             self.inner.insert_chat_message(message),

@@ -138,9 +138,10 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_member(&self, room_id: &str, user_id: &str) -> StoreResult<()>;
     /// Deletes a room with its memberships (both directions) and its history. Idempotent.
     async fn delete_room(&self, room_id: &str) -> StoreResult<()>;
-    /// Persists a chat message; `false` when one with this id was already stored. Messages of a
-    /// room are kept in the order they are inserted.
-    async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<bool>;
+    /// Persists a chat message and says where it sits in its room's history. Messages of a room
+    /// are kept in the order they are inserted; a redelivery stores nothing and gets the
+    /// position of the first insert.
+    async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<Placement>;
     /// One page of a room's history: the `limit` messages nearest the cursor (or the newest /
     /// oldest without one, by `order`), after skipping `skip`, in `order`.
     async fn chat_history(&self, query: &HistoryQuery) -> StoreResult<Vec<ChatMessage>>;
@@ -163,6 +164,17 @@ impl<T> Page<T> {
         let next = if more { items.last().map(cursor) } else { None };
         Self { items, next }
     }
+}
+
+/// Where an inserted chat message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// False when a message with this id was stored before (a redelivery).
+    pub newly_stored: bool,
+    /// Its position in the room: strictly increasing in history order, so an edge can keep live
+    /// delivery in history order whatever order fan-out arrives in. Not dense: only the order
+    /// means something. `None` when the id belongs to a message of another room.
+    pub position: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -590,7 +590,7 @@ async fn deleting_a_room_removes_it_everywhere(store: &dyn Store) {
     store.create_room(&room).await.unwrap();
     for i in 0..3 {
         let m = chat_at(&format!("d-{i}"), "room-d", "bye", 1 + i * BUCKET_MS);
-        assert!(store.insert_chat_message(&m).await.unwrap());
+        assert!(store.insert_chat_message(&m).await.unwrap().newly_stored);
     }
     let h_before = store.room_message_count("room-h").await.unwrap();
     store.delete_room("room-d").await.unwrap();
@@ -647,16 +647,29 @@ fn texts(v: Vec<ChatMessage>) -> Vec<String> {
 async fn chat_history_pages_by_skip_and_cursor(store: &dyn Store) {
     // Insert order is the room's order, whatever the ids look like.
     let ids: Vec<String> = (0..25).map(|i| format!("z{:02}", 25 - i)).collect();
+    let mut positions = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        assert!(store
+        let placed = store
             .insert_chat_message(&chat(id, "room-h", &format!("m{i}")))
             .await
-            .unwrap());
+            .unwrap();
+        assert!(placed.newly_stored);
+        positions.push(placed.position.expect("a room position"));
     }
-    assert!(!store
+    // Positions follow history order: edges keep live delivery in it by them.
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    let again = store
         .insert_chat_message(&chat(&ids[3], "room-h", "again"))
         .await
-        .unwrap());
+        .unwrap();
+    assert!(!again.newly_stored);
+    assert_eq!(again.position, Some(positions[3]), "a redelivery keeps its position");
+    let foreign = store
+        .insert_chat_message(&chat(&ids[4], "room-x", "an id of another room"))
+        .await
+        .unwrap();
+    assert!(!foreign.newly_stored);
+    assert_eq!(foreign.position, None);
     store
         .insert_chat_message(&chat("other", "room-x", "elsewhere"))
         .await
@@ -760,11 +773,11 @@ async fn chat_history_crosses_buckets(store: &dyn Store) {
     let ids: Vec<String> = (0..sent.len()).map(|i| format!("bk-{}", 7 - i)).collect();
     for (i, (id, at)) in ids.iter().zip(sent).enumerate() {
         let m = chat_at(id, "room-k", &format!("k{i}"), at);
-        assert!(store.insert_chat_message(&m).await.unwrap());
+        assert!(store.insert_chat_message(&m).await.unwrap().newly_stored);
     }
     // A redelivery of a message in an older bucket changes nothing.
     let again = chat_at(&ids[3], "room-k", "changed?", sent[3]);
-    assert!(!store.insert_chat_message(&again).await.unwrap());
+    assert!(!store.insert_chat_message(&again).await.unwrap().newly_stored);
     assert_eq!(store.room_message_count("room-k").await.unwrap(), 8);
 
     let q = |limit, skip, order, before: Option<usize>, after: Option<usize>| HistoryQuery {

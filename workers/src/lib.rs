@@ -24,7 +24,9 @@ use switchyard_schema::subjects::{
     out_chat_room, CHAT_PARTITIONS, DEAD_PREFIX, FACTS_CHAT, FACTS_FRUST, IN_FRUST_ALL, OUT_FRUST,
     STREAM_IN,
 };
-use switchyard_store::{Store, StoreResult, StoredChatMessage, StoredClick, StoredEvent};
+use switchyard_store::{
+    Placement, Store, StoreResult, StoredChatMessage, StoredClick, StoredEvent,
+};
 use tokio_util::sync::CancellationToken;
 
 /// How many Frust packets may be persisting at once per worker, and how many may wait for the
@@ -46,11 +48,17 @@ pub struct Worker {
     persist_attempts: u32,
 }
 
+/// What a delivery that was not persisted (undecodable, dead-lettered) placed.
+const NOT_STORED: Placement = Placement {
+    newly_stored: false,
+    position: None,
+};
+
 /// What persisting one delivery produced.
 struct Persisted {
     delivery: Delivery,
     packet: Option<Inbound>,
-    newly_stored: bool,
+    placed: Placement,
 }
 
 impl Worker {
@@ -153,20 +161,20 @@ impl Worker {
                 return Persisted {
                     delivery,
                     packet: None,
-                    newly_stored: false,
+                    placed: NOT_STORED,
                 };
             }
         };
         let started = Instant::now();
-        let newly_stored = match self.persist_or_give_up(&packet).await {
-            Ok(newly_stored) => newly_stored,
+        let placed = match self.persist_or_give_up(&packet).await {
+            Ok(placed) => placed,
             Err((error, attempts)) => {
                 self.dead_letter(Letter::of(&delivery, Some(packet.id())), &error, attempts)
                     .await;
                 return Persisted {
                     delivery,
                     packet: None,
-                    newly_stored: false,
+                    placed: NOT_STORED,
                 };
             }
         };
@@ -174,19 +182,19 @@ impl Worker {
         Persisted {
             delivery,
             packet: Some(packet),
-            newly_stored,
+            placed,
         }
     }
 
     /// Persists with capped backoff. Gives up (with the last error and the attempts made) only
     /// once the packet failed `persist_attempts` times while the store answers other requests:
     /// a store that is down for everyone is waited for, however long.
-    async fn persist_or_give_up(&self, packet: &Inbound) -> Result<bool, (String, u32)> {
+    async fn persist_or_give_up(&self, packet: &Inbound) -> Result<Placement, (String, u32)> {
         let mut backoff = Duration::from_millis(10);
         let mut attempts = 0;
         loop {
             let error = match self.store_packet(packet).await {
-                Ok(newly_stored) => return Ok(newly_stored),
+                Ok(placed) => return Ok(placed),
                 Err(e) => e.to_string(),
             };
             attempts += 1;
@@ -244,7 +252,11 @@ impl Worker {
         .await;
     }
 
-    async fn store_packet(&self, packet: &Inbound) -> StoreResult<bool> {
+    async fn store_packet(&self, packet: &Inbound) -> StoreResult<Placement> {
+        let unplaced = |newly_stored| Placement {
+            newly_stored,
+            position: None,
+        };
         match packet {
             Inbound::FrustClick { id, click, .. } => {
                 self.store
@@ -253,6 +265,7 @@ impl Worker {
                         click: click.clone(),
                     })
                     .await
+                    .map(unplaced)
             }
             Inbound::FrustEvent { id, event, .. } => {
                 self.store
@@ -261,6 +274,7 @@ impl Worker {
                         event: event.clone(),
                     })
                     .await
+                    .map(unplaced)
             }
             Inbound::ChatMessage {
                 message,
@@ -282,7 +296,7 @@ impl Worker {
         let Persisted {
             delivery,
             packet,
-            newly_stored,
+            placed,
         } = p;
         let Some(packet) = packet else {
             return ack(delivery).boxed();
@@ -299,12 +313,13 @@ impl Worker {
         .await;
         // Fan-out is at least once: a redelivered packet may not have been shown before
         // this worker's predecessor died. Edges drop repeats by packet id.
-        if !newly_stored {
+        if !placed.newly_stored {
             metrics::counter!("switchyard_redelivered_total").increment(1);
         }
-        let (subject, fan_out) = fan_out_of(&packet);
-        if let Err(e) = self.bus.publish(&subject, fan_out).await {
-            tracing::warn!(error = %e, "fan-out publish failed");
+        if let Some((subject, fan_out)) = fan_out_of(&packet, placed.position) {
+            if let Err(e) = self.bus.publish(&subject, fan_out).await {
+                tracing::warn!(error = %e, "fan-out publish failed");
+            }
         }
         let bus = self.bus.clone();
         async move {
@@ -444,13 +459,15 @@ fn fact_of(packet: &Inbound) -> (&'static str, Fact) {
 }
 
 /// What clients see once a packet is stored, in the original backend's order, and where.
-fn fan_out_of(packet: &Inbound) -> (String, Bytes) {
+/// A chat message carries its room position; one without (its id is another room's message,
+/// so nothing was stored) is shown to no one.
+fn fan_out_of(packet: &Inbound, position: Option<i64>) -> Option<(String, Bytes)> {
     let frust = |outs: Vec<FrustOut>| {
         let fanout = FrustFanout {
             dedup: Some(packet.id().to_owned()),
             outs,
         };
-        (OUT_FRUST.to_owned(), encoded(&fanout))
+        Some((OUT_FRUST.to_owned(), encoded(&fanout)))
     };
     match packet {
         Inbound::FrustClick {
@@ -478,8 +495,9 @@ fn fan_out_of(packet: &Inbound) -> (String, Bytes) {
                 },
                 json: ServerPacket::MessageReceive(message.clone()).to_json(),
                 dedup: Some(message.id.clone()),
+                position: Some(position?),
             };
-            (out_chat_room(&message.room_id), encoded(&out))
+            Some((out_chat_room(&message.room_id), encoded(&out)))
         }
     }
 }

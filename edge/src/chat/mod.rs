@@ -10,6 +10,7 @@ pub mod quotas;
 pub mod redact;
 mod registry;
 mod rest;
+mod room_order;
 mod rooms;
 mod subscriptions;
 

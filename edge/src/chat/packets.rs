@@ -81,6 +81,7 @@ pub async fn handle(
                     }
                     .to_json(),
                     dedup: None,
+                    position: None,
                 };
                 publish(chat, OUT_CHAT_USERS, &out).await?;
             }
@@ -99,6 +100,7 @@ pub async fn handle(
                 }
                 .to_json(),
                 dedup: None,
+                position: None,
             };
             publish(chat, &out_chat_room(&room_id), &out).await?;
         }

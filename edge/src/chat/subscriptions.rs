@@ -10,6 +10,7 @@ use switchyard_schema::envelope::{self, ChatOut};
 use switchyard_schema::subjects::out_chat_room;
 use tokio::task::JoinHandle;
 
+use super::room_order::{RoomOrder, Verdict};
 use super::{fanout, ChatEdge};
 
 #[derive(Default)]
@@ -65,16 +66,32 @@ impl RoomSubscriptions {
     }
 }
 
-/// Delivers one room's fan-out in arrival order. Holds the edge weakly: the edge owns it.
+/// Delivers one room's fan-out in history order (see [`RoomOrder`]). Holds the edge weakly:
+/// the edge owns it.
 async fn deliver_room(
     chat: Weak<ChatEdge>,
     mut messages: futures::stream::BoxStream<'static, switchyard_bus::Message>,
 ) {
+    let mut order = RoomOrder::default();
     while let Some(msg) = messages.next().await {
         let Some(chat) = chat.upgrade() else { return };
-        match envelope::decode::<ChatOut>(&msg.payload) {
-            Ok(out) => fanout::deliver(&chat, out).await,
-            Err(e) => tracing::warn!(error = %e, "undecodable chat fan-out dropped"),
+        let out = match envelope::decode::<ChatOut>(&msg.payload) {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable chat fan-out dropped");
+                continue;
+            }
+        };
+        match order.admit(out.position) {
+            Verdict::Deliver => fanout::deliver(&chat, out).await,
+            Verdict::Repeat => {
+                metrics::counter!("switchyard_fanout_duplicates_total", "api" => "chat")
+                    .increment(1);
+            }
+            Verdict::Late => {
+                metrics::counter!("switchyard_chat_fanout_late_total").increment(1);
+                tracing::debug!(position = ?out.position, "late room message not shown live");
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Order, Room};
 
 use super::keys::{chat_bucket, next_position};
 use super::ScyllaStore;
-use crate::{Page, StoreError, StoreResult, StoredChatMessage};
+use crate::{Page, Placement, StoreError, StoreResult, StoredChatMessage};
 
 type Values = Box<dyn SerializeRow + Send + Sync>;
 
@@ -269,7 +269,7 @@ impl ScyllaStore {
     /// Every step after the claim is idempotent, and a retry of a half-done insert completes it:
     /// a claimed id whose message row or room state is missing gets them written, at the
     /// position it was claimed with.
-    pub(super) async fn put_message(&self, stored: &StoredChatMessage) -> StoreResult<bool> {
+    pub(super) async fn put_message(&self, stored: &StoredChatMessage) -> StoreResult<Placement> {
         let op = "insert_chat_message";
         let m = &stored.message;
         let state = self.room_state(op, &m.room_id).await?;
@@ -286,7 +286,10 @@ impl ScyllaStore {
             Claim::New => {
                 self.write_message(stored, position).await?;
                 self.advance_room(&m.room_id, state, position).await?;
-                Ok(true)
+                Ok(Placement {
+                    newly_stored: true,
+                    position: Some(position),
+                })
             }
             Claim::Taken {
                 room_id: Some(room_id),
@@ -307,11 +310,17 @@ impl ScyllaStore {
                 if state.is_none_or(|s| s.last_position < position) {
                     self.advance_room(&m.room_id, state, position).await?;
                 }
-                Ok(false)
+                Ok(Placement {
+                    newly_stored: false,
+                    position: Some(position),
+                })
             }
             // The id belongs to a message of another room: leave both alone, as SQLite's
             // INSERT OR IGNORE on the unique id does.
-            Claim::Taken { .. } => Ok(false),
+            Claim::Taken { .. } => Ok(Placement {
+                newly_stored: false,
+                position: None,
+            }),
         }
     }
 

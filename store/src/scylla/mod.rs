@@ -26,7 +26,7 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 use crate::{
-    CounterUpdate, HourCount, Page, Store, StoreResult, StoredChatMessage, StoredClick,
+    CounterUpdate, HourCount, Page, Placement, Store, StoreResult, StoredChatMessage, StoredClick,
     StoredEvent, Totals,
 };
 use exec::Db;
@@ -166,7 +166,7 @@ impl Store for ScyllaStore {
         self.leave(room_id, user_id).await
     }
 
-    async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<bool> {
+    async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<Placement> {
         self.put_message(message).await
     }
 

@@ -14,7 +14,8 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 use crate::{
-    CounterUpdate, HourCount, Page, Store, StoreError, StoreResult, StoredChatMessage, StoredClick,
+    CounterUpdate, HourCount, Page, Placement, Store, StoreError, StoreResult, StoredChatMessage,
+    StoredClick,
     StoredEvent, Totals,
 };
 use writer::{WriteOp, Writer};
@@ -310,7 +311,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<bool> {
+    async fn insert_chat_message(&self, message: &StoredChatMessage) -> StoreResult<Placement> {
         self.writer
             .run(WriteOp::InsertChatMessage(message.clone()))
             .await

@@ -7,7 +7,9 @@ use tokio::sync::oneshot;
 
 use switchyard_schema::chat::Room;
 
-use crate::{CounterUpdate, StoreError, StoreResult, StoredChatMessage, StoredClick, StoredEvent};
+use crate::{
+    CounterUpdate, Placement, StoreError, StoreResult, StoredChatMessage, StoredClick, StoredEvent,
+};
 
 const MAX_BATCH: usize = 512;
 
@@ -26,12 +28,14 @@ pub(crate) enum WriteOp {
 /// The reply channel of one queued operation, typed by what it answers.
 pub(crate) enum Reply {
     Inserted(oneshot::Sender<StoreResult<bool>>),
+    Placed(oneshot::Sender<StoreResult<Placement>>),
     Done(oneshot::Sender<StoreResult<()>>),
 }
 
 /// What one operation produced inside the transaction.
 enum Outcome {
     Inserted(bool),
+    Placed(Placement),
     Done,
 }
 
@@ -53,6 +57,13 @@ impl FromOutcome for bool {
     fn channel() -> (Reply, oneshot::Receiver<StoreResult<Self>>) {
         let (tx, rx) = oneshot::channel();
         (Reply::Inserted(tx), rx)
+    }
+}
+
+impl FromOutcome for Placement {
+    fn channel() -> (Reply, oneshot::Receiver<StoreResult<Self>>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply::Placed(tx), rx)
     }
 }
 
@@ -142,6 +153,15 @@ fn answer(reply: Reply, outcome: StoreResult<Outcome>) {
         Reply::Inserted(tx) => {
             let _ = tx.send(outcome.map(|o| matches!(o, Outcome::Inserted(true))));
         }
+        Reply::Placed(tx) => {
+            let _ = tx.send(outcome.map(|o| match o {
+                Outcome::Placed(p) => p,
+                _ => Placement {
+                    newly_stored: false,
+                    position: None,
+                },
+            }));
+        }
         Reply::Done(tx) => {
             let _ = tx.send(outcome.map(|_| ()));
         }
@@ -227,7 +247,14 @@ fn apply(tx: &Transaction, op: WriteOp) -> rusqlite::Result<Outcome> {
                     m.message.timestamp,
                     m.sent_at_ms
                 ])?;
-            Ok(Outcome::Inserted(n == 1))
+            // The room's order is `seq`; a redelivery reads the one its first insert got.
+            let (room_id, seq): (String, i64) = tx
+                .prepare_cached("SELECT room_id, seq FROM chat_messages WHERE id = ?1")?
+                .query_row([&m.message.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(Outcome::Placed(Placement {
+                newly_stored: n == 1,
+                position: (room_id == m.message.room_id).then_some(seq),
+            }))
         }
     }
 }
