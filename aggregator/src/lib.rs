@@ -35,6 +35,11 @@ use status::StatusPacer;
 /// Facts applied before the counters are flushed, at most.
 const MAX_FLUSH: usize = 2048;
 const DRAIN_IDLE: Duration = Duration::from_millis(300);
+/// Once a drain starts, at most this long is spent on it. Counters are saved with the sequence
+/// they include after every batch, so stopping anywhere loses nothing (a restart replays from
+/// the checkpoint); a drain must not wait for a NATS node that is away (a re-opening replay, a
+/// publish while reconnecting) until the process's whole drain timeout is gone.
+const DRAIN_MAX: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct AggregatorConfig {
@@ -100,68 +105,82 @@ impl Aggregator {
         let mut expiry_tick =
             tokio::time::interval(Duration::from_secs(1).min(self.config.edge_timeout / 3));
 
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled(), if drain_deadline.is_none() => {
-                    drain_deadline = Some(tokio::time::Instant::now() + DRAIN_IDLE);
-                }
-                fact = facts.next() => match fact {
-                    Some(first) => {
-                        self.apply_batch(first, &mut facts, &mut counters, &mut sessions).await?;
-                        if let Some(deadline) = drain_deadline.as_mut() {
-                            *deadline = tokio::time::Instant::now() + DRAIN_IDLE;
+        let work = async {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled(), if drain_deadline.is_none() => {
+                        drain_deadline = Some(tokio::time::Instant::now() + DRAIN_IDLE);
+                    }
+                    fact = facts.next() => match fact {
+                        Some(first) => {
+                            self.apply_batch(first, &mut facts, &mut counters, &mut sessions).await?;
+                            if let Some(deadline) = drain_deadline.as_mut() {
+                                *deadline = tokio::time::Instant::now() + DRAIN_IDLE;
+                            }
                         }
-                    }
-                    None => break,
-                },
-                msg = presence.next() => if let Some(msg) = msg {
-                    match envelope::decode::<Presence>(&msg.payload) {
-                        Ok(p) => sessions.apply(p, Instant::now()),
-                        Err(e) => tracing::warn!(error = %e, "bad presence message"),
-                    }
-                },
-                msg = chat_presence.next() => if let Some(msg) = msg {
-                    match envelope::decode::<ChatPresence>(&msg.payload) {
-                        Ok(p) => for user in chat_online.apply(p, Instant::now()) {
+                        None => break,
+                    },
+                    msg = presence.next() => if let Some(msg) = msg {
+                        match envelope::decode::<Presence>(&msg.payload) {
+                            Ok(p) => sessions.apply(p, Instant::now()),
+                            Err(e) => tracing::warn!(error = %e, "bad presence message"),
+                        }
+                    },
+                    msg = chat_presence.next() => if let Some(msg) = msg {
+                        match envelope::decode::<ChatPresence>(&msg.payload) {
+                            Ok(p) => for user in chat_online.apply(p, Instant::now()) {
+                                self.announce_chat_leave(user);
+                            },
+                            Err(e) => tracing::warn!(error = %e, "bad chat presence message"),
+                        }
+                    },
+                    query = queries.next() => if let Some(q) = query {
+                        if let Some(reply) = q.reply {
+                            let online = OnlineUsers(sessions.online_users());
+                            let bytes = Bytes::from(envelope::encode(&online)?);
+                            let _ = reply.reply(bytes).await;
+                        }
+                    },
+                    _ = expiry_tick.tick() => {
+                        let now = Instant::now();
+                        sessions.expire(now, self.config.edge_timeout);
+                        for user in chat_online.expire(now, self.config.edge_timeout) {
                             self.announce_chat_leave(user);
-                        },
-                        Err(e) => tracing::warn!(error = %e, "bad chat presence message"),
-                    }
-                },
-                query = queries.next() => if let Some(q) = query {
-                    if let Some(reply) = q.reply {
-                        let online = OnlineUsers(sessions.online_users());
-                        let bytes = Bytes::from(envelope::encode(&online)?);
-                        let _ = reply.reply(bytes).await;
-                    }
-                },
-                _ = expiry_tick.tick() => {
-                    let now = Instant::now();
-                    sessions.expire(now, self.config.edge_timeout);
-                    for user in chat_online.expire(now, self.config.edge_timeout) {
-                        self.announce_chat_leave(user);
-                    }
-                },
-                // Recomputed every pass: the window follows the audience as it grows or shrinks.
-                _ = tokio::time::sleep_until(status.due(sessions.online_count())) => {
-                    let now = tokio::time::Instant::now();
-                    if let Some(s) = status.take(&mut sessions, now) {
-                        self.broadcast(&FrustOut::Status(s)).await;
-                    }
-                },
-                _ = tokio::time::sleep_until(next_hour) => {
-                    // A little past the boundary, so the stats are surely of the new hour
-                    // (each client resets its hour count on them).
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    self.broadcast(&FrustOut::Stats(counters.stats(clock.now()))).await;
-                    next_hour = hour_deadline(&clock);
-                },
-                _ = sleep_until(drain_deadline) => break,
+                        }
+                    },
+                    // Recomputed every pass: the window follows the audience as it grows or shrinks.
+                    _ = tokio::time::sleep_until(status.due(sessions.online_count())) => {
+                        let now = tokio::time::Instant::now();
+                        if let Some(s) = status.take(&mut sessions, now) {
+                            self.broadcast(&FrustOut::Status(s)).await;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(next_hour) => {
+                        // A little past the boundary, so the stats are surely of the new hour
+                        // (each client resets its hour count on them).
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        self.broadcast(&FrustOut::Stats(counters.stats(clock.now()))).await;
+                        next_hour = hour_deadline(&clock);
+                    },
+                    _ = sleep_until(drain_deadline) => break,
+                }
+            }
+            self.chat_leaves.close();
+            self.chat_leaves.wait().await;
+            anyhow::Ok(())
+        };
+        let cut_short = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN_MAX).await;
+        };
+        tokio::select! {
+            done = work => done?,
+            _ = cut_short => {
+                tracing::warn!(?DRAIN_MAX, "aggregator drain cut short; the checkpoint is saved");
+                return Ok(());
             }
         }
-        self.chat_leaves.close();
-        self.chat_leaves.wait().await;
         tracing::info!("aggregator drained and stopped");
         Ok(())
     }
