@@ -663,7 +663,11 @@ async fn chat_history_pages_by_skip_and_cursor(store: &dyn Store) {
         .await
         .unwrap();
     assert!(!again.newly_stored);
-    assert_eq!(again.position, Some(positions[3]), "a redelivery keeps its position");
+    assert_eq!(
+        again.position,
+        Some(positions[3]),
+        "a redelivery keeps its position"
+    );
     let foreign = store
         .insert_chat_message(&chat(&ids[4], "room-x", "an id of another room"))
         .await
@@ -777,7 +781,13 @@ async fn chat_history_crosses_buckets(store: &dyn Store) {
     }
     // A redelivery of a message in an older bucket changes nothing.
     let again = chat_at(&ids[3], "room-k", "changed?", sent[3]);
-    assert!(!store.insert_chat_message(&again).await.unwrap().newly_stored);
+    assert!(
+        !store
+            .insert_chat_message(&again)
+            .await
+            .unwrap()
+            .newly_stored
+    );
     assert_eq!(store.room_message_count("room-k").await.unwrap(), 8);
 
     let q = |limit, skip, order, before: Option<usize>, after: Option<usize>| HistoryQuery {

@@ -258,24 +258,22 @@ impl Worker {
             position: None,
         };
         match packet {
-            Inbound::FrustClick { id, click, .. } => {
-                self.store
-                    .insert_click(&StoredClick {
-                        id: id.clone(),
-                        click: click.clone(),
-                    })
-                    .await
-                    .map(unplaced)
-            }
-            Inbound::FrustEvent { id, event, .. } => {
-                self.store
-                    .insert_event(&StoredEvent {
-                        id: id.clone(),
-                        event: event.clone(),
-                    })
-                    .await
-                    .map(unplaced)
-            }
+            Inbound::FrustClick { id, click, .. } => self
+                .store
+                .insert_click(&StoredClick {
+                    id: id.clone(),
+                    click: click.clone(),
+                })
+                .await
+                .map(unplaced),
+            Inbound::FrustEvent { id, event, .. } => self
+                .store
+                .insert_event(&StoredEvent {
+                    id: id.clone(),
+                    event: event.clone(),
+                })
+                .await
+                .map(unplaced),
             Inbound::ChatMessage {
                 message,
                 sent_at_ms,

@@ -15,8 +15,7 @@ use switchyard_schema::frust::{Click, Event, UserRow};
 
 use crate::{
     CounterUpdate, HourCount, Page, Placement, Store, StoreError, StoreResult, StoredChatMessage,
-    StoredClick,
-    StoredEvent, Totals,
+    StoredClick, StoredEvent, Totals,
 };
 use writer::{WriteOp, Writer};
 
