@@ -10,6 +10,8 @@ import {
   connectChat, closeAllChats, uid, createRoom, addMember, checkMessageShape, pick, show,
 } from './lib/chat.mjs';
 import { startCluster, WAIT_MS } from './lib/cluster.mjs';
+import { msgpack, natsPublish } from './lib/nats_raw.mjs';
+import { metric } from './lib/attack.mjs';
 
 /** How long "nothing arrives" is watched for: a few heartbeats, so presence had time to act. */
 const QUIET_MS = 1500;
@@ -265,3 +267,33 @@ it('two senders on two edges at once: every connection on both edges sees one an
     await Promise.all([a, b, c1, c2].map((conn) => conn.close().catch(() => {})));
   }
 });
+
+// After a NATS node freeze, a room's fan-out can reach an edge late, after a later message of the
+// room went another way (RELIABILITY.md, finding 7). Here that late arrival is made on purpose: a
+// fan-out envelope published straight onto the room's subject, as the thawed node would deliver
+// it, carrying a position below what the edge already delivered.
+it('a room message arriving after a later one is not shown live: live order stays history order', async () => {
+  const alice = uid('alice');
+  const bob = uid('bob');
+  const room = (await createRoom(edge(0), alice, { name: 'late', members: [bob] })).room_id;
+  const a = await connectChat(edge(0), alice, { label: 'alice@edge1' });
+  const b = await connectChat(edge(1), bob, { label: 'bob@edge2' });
+  try {
+    const first = await a.sendMessage(room, `first ${uid('m')}`, WAIT_MS);
+    await b.waitFor('message-receive', (m) => m.id === first.id, WAIT_MS);
+    const lateBefore = await metric(edge(1), 'switchyard_chat_fanout_late_total');
+    const forged = (message, position) => {
+      const m = { id: uid('forged'), room_id: room, sender_id: alice, message, timestamp: first.timestamp };
+      const out = { target: { Room: { room_id: room, except_user: null } }, json: JSON.stringify({ type: 'message-receive', payload: m }), dedup: m.id, position };
+      return natsPublish(cl.nats.nodes[0].url, `out.chat.room.${room}`, msgpack({ v: 1, body: out }));
+    };
+    await forged('late: older than first', 0);
+    await forged('ahead: newer than anything stored', 2n ** 62n);
+    await b.waitFor('message-receive', (m) => m.message?.startsWith('ahead'), WAIT_MS);
+    assert.deepEqual(b.all('message-receive', (m) => m.message?.startsWith('late')), [], 'the late message was not shown live');
+    assert.equal(await metric(edge(1), 'switchyard_chat_fanout_late_total'), lateBefore + 1, 'and was counted');
+  } finally {
+    await Promise.all([a, b].map((conn) => conn.close().catch(() => {})));
+  }
+});
+
