@@ -62,20 +62,26 @@ function sioConnect(url, { version, transport }, { localAddress, timeoutMs = 500
   });
 }
 
-/** Waits for `socket` to receive the broadcast of its own click (comment `tag`). */
-function ownClick(socket, tag, timeoutMs) {
+/**
+ * Resolves when `emitter` (a Socket.IO socket or a websocket) emits `event` with a payload
+ * `matches` accepts; rejects after `timeoutMs`.
+ */
+function arrival(emitter, event, matches, timeoutMs, what) {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error('own click not received')), timeoutMs);
-    const onClick = (c) => c?.comment === tag && done();
+    const timer = setTimeout(() => done(new Error(`${what} not received`)), timeoutMs);
+    const listener = (payload) => matches(payload) && done();
     const done = (err) => {
       clearTimeout(timer);
-      socket.off('click', onClick);
+      emitter.off(event, listener);
       if (err) reject(err);
       else resolve();
     };
-    socket.on('click', onClick);
+    emitter.on(event, listener);
   });
 }
+
+/** Waits for `socket` to receive the broadcast of its own click (comment `tag`). */
+const ownClick = (socket, tag, timeoutMs) => arrival(socket, 'click', (c) => c?.comment === tag, timeoutMs, 'own click');
 
 /** What the loads did so far; sampled with the memory. */
 export class Counts {
@@ -161,21 +167,7 @@ function chatOpen(server, user) {
 }
 
 /** Resolves when `ws` receives the message-receive of `text`. */
-function chatEcho(ws, text, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error('own message not received')), timeoutMs);
-    const onMessage = (data) => {
-      if (String(data).includes(text)) done();
-    };
-    const done = (err) => {
-      clearTimeout(timer);
-      ws.off('message', onMessage);
-      if (err) reject(err);
-      else resolve();
-    };
-    ws.on('message', onMessage);
-  });
-}
+const chatEcho = (ws, text, timeoutMs) => arrival(ws, 'message', (data) => String(data).includes(text), timeoutMs, 'own message');
 
 const chatSend = (ws, roomId, text) => ws.send(JSON.stringify({ type: 'message-send', payload: { room_id: roomId, message: text } }));
 
