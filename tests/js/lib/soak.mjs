@@ -185,6 +185,13 @@ async function chat(server, { rooms, members, gapMs, stop, counts }) {
     owners.push(users);
   }
   const steady = await Promise.all(owners.map((users) => Promise.all(users.slice(1).map((u) => chatOpen(server, u)))));
+  // The window fill may have left a backlog in the rooms' partitions (a cluster's worker takes
+  // chat one message at a time per partition): one echo per room first, however long it takes.
+  await Promise.all(roomIds.map((roomId, r) => {
+    const echo = chatEcho(steady[r][0], `soak probe ${r}`, 180_000);
+    chatSend(steady[r][0], roomId, `soak probe ${r}`);
+    return echo;
+  }));
   const rooms_ = roomIds.map((roomId, r) => (async () => {
     let i = 0;
     while (!stop.done) {
