@@ -1,7 +1,8 @@
 //! Operational endpoints every process serves: `/healthz`, `/readyz`, `/metrics`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,15 +10,63 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Turns false when a drain starts, so load balancers stop sending new clients.
+/// Whether this process can do its job: serving (false before start and from the start of a
+/// drain, so load balancers stop sending new clients) and no bus problem (the probe below).
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<ReadinessState>);
+
+#[derive(Default)]
+struct ReadinessState {
+    /// STARTING, SERVING or DRAINING.
+    phase: AtomicU8,
+    problem: parking_lot::Mutex<Option<String>>,
+}
+
+const STARTING: u8 = 0;
+const SERVING: u8 = 1;
+const DRAINING: u8 = 2;
 
 impl Readiness {
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
+    /// Start serving (true) or start draining (false).
+    pub fn set(&self, serving: bool) {
+        let phase = if serving { SERVING } else { DRAINING };
+        self.0.phase.store(phase, Ordering::SeqCst);
+    }
+
+    /// `None` when ready, else the one-line reason `/readyz` answers with.
+    pub fn reason(&self) -> Option<String> {
+        match self.0.phase.load(Ordering::SeqCst) {
+            STARTING => Some("starting".into()),
+            DRAINING => Some("draining".into()),
+            _ => self.0.problem.lock().clone(),
+        }
+    }
+
+    /// Probes the bus every [`PROBE_EVERY`] and keeps its answer; logs each change once.
+    pub fn watch_bus(&self, bus: Arc<dyn switchyard_bus::Bus>) {
+        let state = self.0.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROBE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let problem = bus.unready().await;
+                let mut current = state.problem.lock();
+                if *current != problem {
+                    match &problem {
+                        Some(why) => tracing::warn!(reason = %why, "not ready: {why}"),
+                        None => tracing::info!("ready again: the bus answers"),
+                    }
+                    *current = problem;
+                }
+            }
+        });
     }
 }
+
+/// How often readiness asks the bus; a load balancer checking every 2-5 s sees a change within
+/// about one of its intervals.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
@@ -36,7 +85,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 }
 
 /// How often histogram samples are folded into their buckets when nobody scrapes.
-const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The recorder keeps every histogram sample until the next render; without a scraper that is
 /// a leak of a few bytes per packet. Upkeep folds them away on its own schedule, in every role;
@@ -58,10 +107,12 @@ pub fn routes(metrics: PrometheusHandle, ready: Readiness) -> Router {
         .route(
             "/readyz",
             get(|State(ready): State<Readiness>| async move {
-                if ready.0.load(Ordering::SeqCst) {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "draining")
+                match ready.reason() {
+                    None => (StatusCode::OK, "ready\n".to_owned()),
+                    Some(why) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                    ),
                 }
             }),
         )

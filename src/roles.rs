@@ -262,6 +262,7 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     };
 
     let ready = ops::Readiness::default();
+    ready.watch_bus(bus.clone());
     let mut app = ops::routes(metrics, ready.clone());
     if let Some(edge) = &edge {
         app = edge.app(app);

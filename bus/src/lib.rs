@@ -146,4 +146,10 @@ pub trait Bus: Send + Sync + 'static {
     async fn flush(&self) -> Result<(), BusError> {
         Ok(())
     }
+
+    /// Why durable publishes cannot succeed right now, in one line (`None`: they can). A probe
+    /// for readiness: it may take a round trip, so call it every few seconds, not per packet.
+    async fn unready(&self) -> Option<String> {
+        None
+    }
 }
