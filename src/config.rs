@@ -101,7 +101,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Address the HTTP server (APIs, /metrics, /healthz) listens on.
+    /// Address the HTTP server listens on: the client APIs, and /metrics, /healthz and /readyz
+    /// unless SWITCHYARD_OPS_ADDR moves them.
     #[arg(
         long,
         env = "SWITCHYARD_LISTEN",
@@ -109,6 +110,11 @@ pub struct Common {
         global = true
     )]
     pub listen: SocketAddr,
+
+    /// Address of a separate listener for /metrics, /healthz and /readyz; when set, the public
+    /// listener no longer serves them (and roles without an edge open no public listener).
+    #[arg(long, env = "SWITCHYARD_OPS_ADDR", global = true)]
+    pub ops_addr: Option<SocketAddr>,
 
     /// Store URL: `sqlite:///abs/path.sqlite` (relative paths work too).
     #[arg(

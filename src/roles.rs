@@ -263,22 +263,52 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
 
     let ready = ops::Readiness::default();
     ready.watch_bus(bus.clone());
-    let mut app = ops::routes(metrics, ready.clone());
-    if let Some(edge) = &edge {
-        app = edge.app(app);
-    }
-    let listener = listen(common.listen).with_context(|| format!("binding {}", common.listen))?;
-    tracing::info!(listen = %common.listen, store = %common.store, ?roles,
+    let ops_routes = ops::routes(metrics, ready.clone());
+    // With an ops address the ops routes leave the public listener; without one they stay on
+    // it, so a single `switchyard` keeps working with one port as before.
+    let (public_routes, ops_listener) = match common.ops_addr {
+        Some(addr) => {
+            let listener =
+                listen(addr).with_context(|| format!("binding {addr} (SWITCHYARD_OPS_ADDR)"))?;
+            (None, Some(listener))
+        }
+        None => (Some(ops_routes.clone()), None),
+    };
+    let app = match (&edge, public_routes) {
+        (Some(edge), routes) => Some(edge.app(routes.unwrap_or_default())),
+        (None, routes) => routes,
+    };
+    let listener = match &app {
+        Some(_) => Some(
+            listen(common.listen)
+                .with_context(|| format!("binding {} (SWITCHYARD_LISTEN)", common.listen))?,
+        ),
+        None => None,
+    };
+    tracing::info!(listen = %common.listen, ops = ?common.ops_addr, store = %common.store, ?roles,
         bus = if common.nats.is_some() { "nats" } else { "in-process" }, "switchyard running");
     ready.set(true);
 
     let stop_http = CancellationToken::new();
-    let server = tokio::spawn(serve::serve(
-        listener,
-        app,
-        serve_config(&common),
-        stop_http.clone(),
-    ));
+    let server = match (listener, app) {
+        (Some(listener), Some(app)) => tokio::spawn(serve::serve(
+            listener,
+            app,
+            serve_config(&common),
+            stop_http.clone(),
+        )),
+        _ => tokio::spawn(async {}),
+    };
+    // The ops listener outlives the drain, so /readyz (503) and /metrics answer until the end.
+    let stop_ops = CancellationToken::new();
+    let ops_server = ops_listener.map(|listener| {
+        tokio::spawn(serve::serve(
+            listener,
+            ops_routes,
+            ops_serve_config(&common),
+            stop_ops.clone(),
+        ))
+    });
 
     shutdown_signal().await;
     let drain = Duration::from_secs(common.drain_timeout_secs);
@@ -333,9 +363,26 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     {
         tracing::warn!("bus flush timed out at exit");
     }
+    stop_ops.cancel();
+    if let Some(ops_server) = ops_server {
+        let _ = tokio::time::timeout(HTTP_GRACE, ops_server).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
+
+/// The ops listener has few clients (Prometheus, probes, an operator's curl): the same server and
+/// timeouts as the public one, with a small connection cap of its own.
+fn ops_serve_config(common: &Common) -> ServeConfig {
+    ServeConfig {
+        max_connections: OPS_MAX_CONNECTIONS,
+        max_connections_per_ip: OPS_MAX_CONNECTIONS,
+        trusted_proxies: Vec::new(),
+        ..serve_config(common)
+    }
+}
+
+const OPS_MAX_CONNECTIONS: usize = 64;
 
 /// Binds with a deep accept queue: connect storms (a deploy, a reconnect wave) otherwise overflow
 /// the default backlog and clients wait a SYN retransmit (1 s) to get in.
