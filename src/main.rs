@@ -5,6 +5,7 @@
 mod config;
 mod dead_letters;
 mod ops;
+mod process_stats;
 mod roles;
 mod serve;
 
@@ -12,6 +13,9 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use config::{Cli, Command, LogFormat};
 use roles::Roles;
+
+/// The commit this binary was built from (build.rs: BUILD_COMMIT, else git, else `unknown`).
+pub const COMMIT: &str = env!("SWITCHYARD_COMMIT");
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -63,7 +63,8 @@ impl Roles {
         self.edge && self.worker && self.aggregator
     }
 
-    fn label(&self) -> &'static str {
+    /// The `role` label of `switchyard_build_info`, and the NATS connection name's middle.
+    pub fn label(&self) -> &'static str {
         match (self.edge, self.worker, self.aggregator) {
             (false, false, false) => "cli",
             (true, true, true) => "all",
@@ -199,7 +200,7 @@ fn limits_config(common: &Common) -> LimitsConfig {
 }
 
 pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
-    let metrics = ops::install_metrics()?;
+    let metrics = ops::install_metrics(roles, Duration::from_millis(common.publish_budget_ms))?;
     let store = switchyard_store::open(&common.store)
         .await
         .with_context(|| format!("opening store {}", common.store))?;

@@ -4,6 +4,7 @@
 
 mod in_process;
 mod nats;
+pub mod telemetry;
 
 use std::time::Duration;
 

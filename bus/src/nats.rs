@@ -660,6 +660,9 @@ impl Reader {
             }
             _ => SetupError::retry(err),
         })?;
+        // Known from the start (and after each re-open), not only once a message arrives.
+        metrics::gauge!("switchyard_consumer_lag", "consumer" => self.name.clone())
+            .set(consumer.cached_info().num_pending as f64);
         consumer
             .stream()
             .max_messages_per_batch(self.batch)
