@@ -120,7 +120,11 @@ pub async fn connect_nats(
             format!("switchyard-{}-{}", roles.label(), std::process::id()),
         )
     };
-    Ok(Arc::new(NatsBus::connect(opts).await?))
+    let servers = opts.urls.join(",");
+    let bus = NatsBus::connect(opts)
+        .await
+        .with_context(|| format!("connecting to NATS at {servers} (SWITCHYARD_NATS)"))?;
+    Ok(Arc::new(bus))
 }
 
 fn clock(common: &Common) -> Clock {
@@ -141,7 +145,7 @@ fn chat_config(common: &Common) -> anyhow::Result<ChatConfig> {
     let rate = |per_second, burst| Rate { per_second, burst };
     let config = ChatConfig {
         auth: ChatAuthConfig {
-            jwt_secret: chat.jwt_secret.clone().filter(|s| !s.is_empty()),
+            jwt_secret: chat.secret.jwt_secret.clone().filter(|s| !s.is_empty()),
             jwt_public_key_pem,
             admin_token: chat.admin_token.clone(),
             issuer: chat.jwt_issuer.clone().filter(|s| !s.is_empty()),
@@ -194,16 +198,16 @@ fn limits_config(common: &Common) -> LimitsConfig {
         per_connection: rate(common.rate_conn, common.rate_conn_burst),
         per_ip: rate(common.rate_ip, common.rate_ip_burst),
         connects_per_ip: rate(common.rate_connect, common.rate_connect_burst),
-        flood_strikes: common.flood_strikes.max(1),
+        flood_strikes: common.flood_strikes,
         trusted_proxies: common.trusted_proxies.clone(),
     }
 }
 
 pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     let metrics = ops::install_metrics(roles, Duration::from_millis(common.publish_budget_ms))?;
-    let store = switchyard_store::open(&common.store)
+    let store = switchyard_store::open(&common.store.store)
         .await
-        .with_context(|| format!("opening store {}", common.store))?;
+        .with_context(|| format!("opening store {}", common.store.store))?;
     let bus = connect_bus(&common, roles).await?;
     let clock = clock(&common);
 
@@ -212,11 +216,11 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let config = AggregatorConfig {
             clock,
-            status_window: Duration::from_millis(common.status_window_ms.max(1)),
+            status_window: Duration::from_millis(common.status_window_ms),
             status_window_max: Duration::from_millis(common.status_window_max_ms),
             // In-process streams die with the process: recount from stored rows instead.
             rebuild_on_start: common.nats.is_none(),
-            edge_timeout: Duration::from_millis(common.edge_timeout_ms.max(100)),
+            edge_timeout: Duration::from_millis(common.edge_timeout_ms),
         };
         let task =
             tokio::spawn(Aggregator::new(bus.clone(), store.clone(), config).run(stop.clone()));
@@ -239,12 +243,12 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
                     static_dir: common.static_dir.clone(),
                     version: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
                     chat: chat_config(&common)?,
-                    heartbeat: Duration::from_millis(common.heartbeat_ms.max(50)),
+                    heartbeat: Duration::from_millis(common.heartbeat_ms),
                     limits: limits_config(&common),
                     held_bytes: common.held_bytes as usize,
                     socket_io: SocketIoConfig {
-                        send_queue: common.sio_send_queue.max(16),
-                        ping_interval: Duration::from_millis(common.sio_ping_interval_ms.max(100)),
+                        send_queue: common.sio_send_queue as usize,
+                        ping_interval: Duration::from_millis(common.sio_ping_interval_ms),
                         max_payload: common.transport.sio_max_payload as usize,
                         max_attachments: common.transport.sio_max_attachments as usize,
                         handshake_timeout: Duration::from_millis(
@@ -286,7 +290,7 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    tracing::info!(listen = %common.listen, ops = ?common.ops_addr, store = %common.store, ?roles,
+    tracing::info!(listen = %common.listen, ops = ?common.ops_addr, store = %common.store.store, ?roles,
         bus = if common.nats.is_some() { "nats" } else { "in-process" }, "switchyard running");
     ready.set(true);
 

@@ -153,10 +153,12 @@ impl NatsBus {
             return Err(BusError::Backend("no NATS url given".into()));
         }
         let name = opts.name.clone();
+        let servers: Arc<str> = opts.urls.join(",").into();
+        let for_events = servers.clone();
         let client = ConnectOptions::new()
             .name(&opts.name)
             .retry_on_initial_connect()
-            .event_callback(move |event| log_event(name.clone(), event))
+            .event_callback(move |event| log_event(name.clone(), for_events.clone(), event))
             .connect(addrs)
             .await
             .map_err(backend)?;
@@ -173,7 +175,7 @@ impl NatsBus {
             publish_budget: opts.publish_budget,
             ack_wait: DEFAULT_ACK_WAIT,
             closed: Arc::new(watch::channel(false).0),
-            servers: opts.urls.join(",").into(),
+            servers,
             outcomes: Arc::new(Outcomes::new()),
         };
         let replicas = bus.choose_replicas(opts.replicas, &opts.urls).await;
@@ -940,7 +942,9 @@ where
         if err.permanent || Instant::now() + pause >= deadline {
             return Err(BusError::Backend(format!("{what}: {err}")));
         }
-        info!(what, attempt, %err, "NATS not ready; retrying");
+        if let Some(more) = switchyard_schema::log_throttle::due("nats", "setup") {
+            info!(what, attempt, %err, more_since_last_line = more, "NATS not ready; retrying");
+        }
         tokio::time::sleep(pause).await;
     }
 }
@@ -954,10 +958,25 @@ fn backend(err: impl std::fmt::Display) -> BusError {
     BusError::Backend(err.to_string())
 }
 
-async fn log_event(name: String, event: Event) {
+/// Connection events, one line each; a server that stays unreachable is one line per
+/// `LOG_INTERVAL` (the shared throttle) naming the URLs, however often the client retries.
+async fn log_event(name: String, servers: Arc<str>, event: Event) {
+    use switchyard_schema::log_throttle::{due, LOG_INTERVAL};
     match event {
-        Event::Connected => info!(connection = %name, "NATS connected"),
-        Event::Disconnected => warn!(connection = %name, "NATS disconnected; reconnecting"),
+        Event::Connected => info!(connection = %name, %servers, "NATS connected"),
+        Event::Disconnected => {
+            warn!(connection = %name, %servers, "NATS disconnected; reconnecting")
+        }
+        Event::ClientError(err) => {
+            if let Some(more) = due("nats", "unreachable") {
+                warn!(
+                    connection = %name,
+                    more_since_last_line = more,
+                    "NATS at {servers} unreachable ({err}); retrying, logged at most every {} s",
+                    LOG_INTERVAL.as_secs()
+                );
+            }
+        }
         Event::SlowConsumer(sid) => {
             metrics::counter!("switchyard_bus_slow_consumer_total").increment(1);
             warn!(connection = %name, sid, "NATS slow consumer: messages dropped");
