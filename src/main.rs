@@ -4,62 +4,103 @@
 
 mod config;
 mod dead_letters;
+mod env_check;
+mod logging;
 mod ops;
+mod process_stats;
 mod roles;
 mod serve;
 
+use std::process::ExitCode;
+
 use anyhow::Context;
-use clap::{CommandFactory, Parser};
-use config::{Cli, Command, LogFormat};
+use clap::CommandFactory;
+use clap::Parser;
+use config::{Cli, Command, Common, LogFormat};
 use roles::Roles;
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    if let Err(why) = cli.common.validate() {
-        Cli::command()
-            .error(clap::error::ErrorKind::ArgumentConflict, why)
-            .exit();
+/// The commit this binary was built from (build.rs: BUILD_COMMIT, else git, else `unknown`).
+pub const COMMIT: &str = env!("SWITCHYARD_COMMIT");
+
+/// Every failure ends in one line naming what to fix, never a backtrace (RUST_BACKTRACE is for
+/// panics): `{:#}` joins the error's context chain on that line.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard: {e:#}");
+            ExitCode::FAILURE
+        }
     }
-    init_logging(cli.common.log_format);
+}
+
+fn run() -> anyhow::Result<()> {
+    use clap::error::ErrorKind;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::InvalidValue | ErrorKind::ValueValidation
+            ) =>
+        {
+            anyhow::bail!(config::bad_value(&e))
+        }
+        // Help, version and usage mistakes: clap's own output.
+        Err(e) => e.exit(),
+    };
+    let known = env_check::known(&Cli::command());
+    let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+    env_check::check(names, &known).map_err(anyhow::Error::msg)?;
+    let (command, common) = match cli.command {
+        None => (None, Some(Box::new(cli.common))),
+        Some(Command::All(c)) => (None, Some(c)),
+        Some(Command::Edge(c)) => (Some(Roles::EDGE), Some(c)),
+        Some(Command::Worker(c)) => (Some(Roles::WORKER), Some(c)),
+        Some(Command::Aggregator(c)) => (Some(Roles::AGGREGATOR), Some(c)),
+        Some(other) => return run_tool(other),
+    };
+    let roles = command.unwrap_or(Roles::ALL);
+    let common = common.expect("server commands carry their flags");
+    common.validate().map_err(anyhow::Error::msg)?;
+    logging::init(common.log_format, roles.label());
+    tokio::runtime::Runtime::new()?.block_on(roles::run(*common, roles))
+}
+
+/// The subcommands that are not servers.
+fn run_tool(command: Command) -> anyhow::Result<()> {
+    logging::init(LogFormat::Text, Roles::NONE.label());
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let common = cli.common;
-        match cli.command.unwrap_or(Command::All) {
-            Command::All => roles::run(common, Roles::ALL).await,
-            Command::Edge => roles::run(common, Roles::EDGE).await,
-            Command::Worker => roles::run(common, Roles::WORKER).await,
-            Command::Aggregator => roles::run(common, Roles::AGGREGATOR).await,
-            Command::Migrate => {
-                switchyard_store::migrate(&common.store).await?;
-                tracing::info!(store = %common.store, "schema is up to date");
+        match command {
+            Command::Migrate(store) => {
+                switchyard_store::migrate(&store.store)
+                    .await
+                    .with_context(|| format!("migrating {}", store.store))?;
+                tracing::info!(store = %store.store, "schema is up to date");
                 Ok(())
             }
-            Command::Token { sub, ttl } => {
-                let secret = common
-                    .chat
+            Command::Token { sub, ttl, secret } => {
+                let secret = secret
                     .jwt_secret
-                    .as_deref()
-                    .context("set SWITCHYARD_JWT_SECRET to mint tokens")?;
+                    .context("set SWITCHYARD_JWT_SECRET (or --jwt-secret) to mint tokens")?;
                 println!(
                     "{}",
-                    switchyard_edge::chat::auth::mint_hs256(secret, &sub, ttl)?
+                    switchyard_edge::chat::auth::mint_hs256(&secret, &sub, ttl)?
                 );
                 Ok(())
             }
-            Command::DeadLetters { action } => dead_letters::run(&common, action).await,
-            Command::Bench(args) => switchyard_loadgen::run(*args, common.chat.jwt_secret).await,
+            Command::DeadLetters(cmd) => {
+                let common: &Common = &cmd.common;
+                dead_letters::run(common, cmd.action).await
+            }
+            Command::Bench(bench) => {
+                let bench = *bench;
+                switchyard_loadgen::run(bench.args, bench.secret.jwt_secret).await
+            }
+            Command::All(_) | Command::Edge(_) | Command::Worker(_) | Command::Aggregator(_) => {
+                unreachable!("servers are started by run")
+            }
         }
     })
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
 }

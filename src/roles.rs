@@ -63,7 +63,8 @@ impl Roles {
         self.edge && self.worker && self.aggregator
     }
 
-    fn label(&self) -> &'static str {
+    /// The `role` label of `switchyard_build_info`, and the NATS connection name's middle.
+    pub fn label(&self) -> &'static str {
         match (self.edge, self.worker, self.aggregator) {
             (false, false, false) => "cli",
             (true, true, true) => "all",
@@ -119,7 +120,11 @@ pub async fn connect_nats(
             format!("switchyard-{}-{}", roles.label(), std::process::id()),
         )
     };
-    Ok(Arc::new(NatsBus::connect(opts).await?))
+    let servers = opts.urls.join(",");
+    let bus = NatsBus::connect(opts)
+        .await
+        .with_context(|| format!("connecting to NATS at {servers} (SWITCHYARD_NATS)"))?;
+    Ok(Arc::new(bus))
 }
 
 fn clock(common: &Common) -> Clock {
@@ -140,7 +145,7 @@ fn chat_config(common: &Common) -> anyhow::Result<ChatConfig> {
     let rate = |per_second, burst| Rate { per_second, burst };
     let config = ChatConfig {
         auth: ChatAuthConfig {
-            jwt_secret: chat.jwt_secret.clone().filter(|s| !s.is_empty()),
+            jwt_secret: chat.secret.jwt_secret.clone().filter(|s| !s.is_empty()),
             jwt_public_key_pem,
             admin_token: chat.admin_token.clone(),
             issuer: chat.jwt_issuer.clone().filter(|s| !s.is_empty()),
@@ -193,16 +198,16 @@ fn limits_config(common: &Common) -> LimitsConfig {
         per_connection: rate(common.rate_conn, common.rate_conn_burst),
         per_ip: rate(common.rate_ip, common.rate_ip_burst),
         connects_per_ip: rate(common.rate_connect, common.rate_connect_burst),
-        flood_strikes: common.flood_strikes.max(1),
+        flood_strikes: common.flood_strikes,
         trusted_proxies: common.trusted_proxies.clone(),
     }
 }
 
 pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
-    let metrics = ops::install_metrics()?;
-    let store = switchyard_store::open(&common.store)
+    let metrics = ops::install_metrics(roles, Duration::from_millis(common.publish_budget_ms))?;
+    let store = switchyard_store::open(&common.store.store)
         .await
-        .with_context(|| format!("opening store {}", common.store))?;
+        .with_context(|| format!("opening store {}", common.store.store))?;
     let bus = connect_bus(&common, roles).await?;
     let clock = clock(&common);
 
@@ -211,11 +216,11 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let config = AggregatorConfig {
             clock,
-            status_window: Duration::from_millis(common.status_window_ms.max(1)),
+            status_window: Duration::from_millis(common.status_window_ms),
             status_window_max: Duration::from_millis(common.status_window_max_ms),
             // In-process streams die with the process: recount from stored rows instead.
             rebuild_on_start: common.nats.is_none(),
-            edge_timeout: Duration::from_millis(common.edge_timeout_ms.max(100)),
+            edge_timeout: Duration::from_millis(common.edge_timeout_ms),
         };
         let task =
             tokio::spawn(Aggregator::new(bus.clone(), store.clone(), config).run(stop.clone()));
@@ -238,12 +243,12 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
                     static_dir: common.static_dir.clone(),
                     version: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
                     chat: chat_config(&common)?,
-                    heartbeat: Duration::from_millis(common.heartbeat_ms.max(50)),
+                    heartbeat: Duration::from_millis(common.heartbeat_ms),
                     limits: limits_config(&common),
                     held_bytes: common.held_bytes as usize,
                     socket_io: SocketIoConfig {
-                        send_queue: common.sio_send_queue.max(16),
-                        ping_interval: Duration::from_millis(common.sio_ping_interval_ms.max(100)),
+                        send_queue: common.sio_send_queue as usize,
+                        ping_interval: Duration::from_millis(common.sio_ping_interval_ms),
                         max_payload: common.transport.sio_max_payload as usize,
                         max_attachments: common.transport.sio_max_attachments as usize,
                         handshake_timeout: Duration::from_millis(
@@ -262,22 +267,53 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     };
 
     let ready = ops::Readiness::default();
-    let mut app = ops::routes(metrics, ready.clone());
-    if let Some(edge) = &edge {
-        app = edge.app(app);
-    }
-    let listener = listen(common.listen).with_context(|| format!("binding {}", common.listen))?;
-    tracing::info!(listen = %common.listen, store = %common.store, ?roles,
+    ready.watch_bus(bus.clone());
+    let ops_routes = ops::routes(metrics, ready.clone());
+    // With an ops address the ops routes leave the public listener; without one they stay on
+    // it, so a single `switchyard` keeps working with one port as before.
+    let (public_routes, ops_listener) = match common.ops_addr {
+        Some(addr) => {
+            let listener =
+                listen(addr).with_context(|| format!("binding {addr} (SWITCHYARD_OPS_ADDR)"))?;
+            (None, Some(listener))
+        }
+        None => (Some(ops_routes.clone()), None),
+    };
+    let app = match (&edge, public_routes) {
+        (Some(edge), routes) => Some(edge.app(routes.unwrap_or_default())),
+        (None, routes) => routes,
+    };
+    let listener = match &app {
+        Some(_) => Some(
+            listen(common.listen)
+                .with_context(|| format!("binding {} (SWITCHYARD_LISTEN)", common.listen))?,
+        ),
+        None => None,
+    };
+    tracing::info!(listen = %common.listen, ops = ?common.ops_addr, store = %common.store.store, ?roles,
         bus = if common.nats.is_some() { "nats" } else { "in-process" }, "switchyard running");
     ready.set(true);
 
     let stop_http = CancellationToken::new();
-    let server = tokio::spawn(serve::serve(
-        listener,
-        app,
-        serve_config(&common),
-        stop_http.clone(),
-    ));
+    let server = match (listener, app) {
+        (Some(listener), Some(app)) => tokio::spawn(serve::serve(
+            listener,
+            app,
+            serve_config(&common),
+            stop_http.clone(),
+        )),
+        _ => tokio::spawn(async {}),
+    };
+    // The ops listener outlives the drain, so /readyz (503) and /metrics answer until the end.
+    let stop_ops = CancellationToken::new();
+    let ops_server = ops_listener.map(|listener| {
+        tokio::spawn(serve::serve(
+            listener,
+            ops_routes,
+            ops_serve_config(&common),
+            stop_ops.clone(),
+        ))
+    });
 
     shutdown_signal().await;
     let drain = Duration::from_secs(common.drain_timeout_secs);
@@ -332,9 +368,26 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     {
         tracing::warn!("bus flush timed out at exit");
     }
+    stop_ops.cancel();
+    if let Some(ops_server) = ops_server {
+        let _ = tokio::time::timeout(HTTP_GRACE, ops_server).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
+
+/// The ops listener has few clients (Prometheus, probes, an operator's curl): the same server and
+/// timeouts as the public one, with a small connection cap of its own.
+fn ops_serve_config(common: &Common) -> ServeConfig {
+    ServeConfig {
+        max_connections: OPS_MAX_CONNECTIONS,
+        max_connections_per_ip: OPS_MAX_CONNECTIONS,
+        trusted_proxies: Vec::new(),
+        ..serve_config(common)
+    }
+}
+
+const OPS_MAX_CONNECTIONS: usize = 64;
 
 /// Binds with a deep accept queue: connect storms (a deploy, a reconnect wave) otherwise overflow
 /// the default backlog and clients wait a SYN retransmit (1 s) to get in.

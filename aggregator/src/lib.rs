@@ -6,6 +6,7 @@ mod counters;
 mod facts;
 mod presence;
 mod status;
+pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

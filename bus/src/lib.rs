@@ -4,6 +4,7 @@
 
 mod in_process;
 mod nats;
+pub mod telemetry;
 
 use std::time::Duration;
 
@@ -145,5 +146,11 @@ pub trait Bus: Send + Sync + 'static {
     /// Waits until everything published so far has left this process (before it exits).
     async fn flush(&self) -> Result<(), BusError> {
         Ok(())
+    }
+
+    /// Why durable publishes cannot succeed right now, in one line (`None`: they can). A probe
+    /// for readiness: it may take a round trip, so call it every few seconds, not per packet.
+    async fn unready(&self) -> Option<String> {
+        None
     }
 }

@@ -3,9 +3,11 @@
 //! half-done operation: a durable publish is Ok only once a stream acknowledged it, and a
 //! consumer stream outlives node loss by re-opening its pull subscription.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::connection::State;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::context::{CreateStreamErrorKind, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::{Acker as JsAcker, PublishMessage};
@@ -51,6 +53,11 @@ const PULL_EXPIRES: Duration = Duration::from_secs(10);
 const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Messages fetched ahead never exceed this, whatever `max_in_flight` says.
 const MAX_BATCH: usize = 256;
+/// The readiness probe's stream request; readiness is polled every few seconds.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A durable publish that failed for good keeps the bus unready this long unless one succeeds:
+/// long enough for a load balancer to notice, short enough to recover once traffic is gone.
+const FAILED_PUBLISH_UNREADY: Duration = Duration::from_secs(30);
 
 pub struct NatsOptions {
     /// Seed servers (`nats://host:port`); the rest of a cluster is discovered.
@@ -90,6 +97,48 @@ pub struct NatsBus {
     publish_budget: Duration,
     ack_wait: Duration,
     closed: Arc<watch::Sender<bool>>,
+    /// The seed URLs, for messages that must say which NATS is meant.
+    servers: Arc<str>,
+    outcomes: Arc<Outcomes>,
+}
+
+/// When durable publishes last succeeded and last failed for good (ms since `epoch`, 0 never).
+struct Outcomes {
+    epoch: std::time::Instant,
+    last_ok: AtomicU64,
+    last_failed: AtomicU64,
+}
+
+impl Outcomes {
+    fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            last_ok: AtomicU64::new(0),
+            last_failed: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    fn ok(&self) {
+        self.last_ok.store(self.now(), Ordering::Relaxed);
+    }
+
+    fn failed(&self) {
+        self.last_failed.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// How long ago the last publish failed, if none succeeded since and it is recent.
+    fn failing(&self) -> Option<Duration> {
+        let failed = self.last_failed.load(Ordering::Relaxed);
+        if failed == 0 || self.last_ok.load(Ordering::Relaxed) > failed {
+            return None;
+        }
+        let ago = Duration::from_millis(self.now().saturating_sub(failed));
+        (ago < FAILED_PUBLISH_UNREADY).then_some(ago)
+    }
 }
 
 impl NatsBus {
@@ -104,10 +153,12 @@ impl NatsBus {
             return Err(BusError::Backend("no NATS url given".into()));
         }
         let name = opts.name.clone();
+        let servers: Arc<str> = opts.urls.join(",").into();
+        let for_events = servers.clone();
         let client = ConnectOptions::new()
             .name(&opts.name)
             .retry_on_initial_connect()
-            .event_callback(move |event| log_event(name.clone(), event))
+            .event_callback(move |event| log_event(name.clone(), for_events.clone(), event))
             .connect(addrs)
             .await
             .map_err(backend)?;
@@ -124,6 +175,8 @@ impl NatsBus {
             publish_budget: opts.publish_budget,
             ack_wait: DEFAULT_ACK_WAIT,
             closed: Arc::new(watch::channel(false).0),
+            servers,
+            outcomes: Arc::new(Outcomes::new()),
         };
         let replicas = bus.choose_replicas(opts.replicas, &opts.urls).await;
         bus.ensure_streams(replicas, opts.duplicate_window).await?;
@@ -172,7 +225,10 @@ impl NatsBus {
                     .publish_once(subject, msg_id, payload.clone(), deadline)
                     .await
                 {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => {
+                        self.outcomes.ok();
+                        return Ok(());
+                    }
                     Err(err) => err,
                 },
             };
@@ -192,6 +248,7 @@ impl NatsBus {
             let pause = backoff(attempt);
             if Instant::now() + pause >= deadline {
                 metrics::counter!("switchyard_bus_durable_failed_total").increment(1);
+                self.outcomes.failed();
                 let why = format!(
                     "publish to `{subject}` not acknowledged after {attempt} attempts: {err}"
                 );
@@ -349,6 +406,28 @@ impl Bus for NatsBus {
         self.client.flush().await.map_err(backend)
     }
 
+    async fn unready(&self) -> Option<String> {
+        if self.client.connection_state() != State::Connected {
+            return Some(format!("NATS unreachable ({})", self.servers));
+        }
+        if let Some(ago) = self.outcomes.failing() {
+            return Some(format!(
+                "durable publishes to JetStream failed {} s ago and none succeeded since",
+                ago.as_secs()
+            ));
+        }
+        match tokio::time::timeout(PROBE_TIMEOUT, self.admin.get_stream(STREAM_IN)).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(err)) => Some(format!(
+                "JetStream stream {STREAM_IN} does not answer: {err}"
+            )),
+            Err(_) => Some(format!(
+                "JetStream stream {STREAM_IN} does not answer within {} s",
+                PROBE_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
     async fn publish_durable(
         &self,
         subject: &str,
@@ -390,7 +469,10 @@ impl Bus for NatsBus {
         let (subject, msg_id) = (subject.to_owned(), msg_id.to_owned());
         Ok(Box::pin(async move {
             match ack.await {
-                Ok(_) => Ok(()),
+                Ok(_) => {
+                    bus.outcomes.ok();
+                    Ok(())
+                }
                 Err(err) => {
                     bus.publish_retrying(&subject, &msg_id, payload, Some(err))
                         .await
@@ -580,6 +662,9 @@ impl Reader {
             }
             _ => SetupError::retry(err),
         })?;
+        // Known from the start (and after each re-open), not only once a message arrives.
+        metrics::gauge!("switchyard_consumer_lag", "consumer" => self.name.clone())
+            .set(consumer.cached_info().num_pending as f64);
         consumer
             .stream()
             .max_messages_per_batch(self.batch)
@@ -857,7 +942,9 @@ where
         if err.permanent || Instant::now() + pause >= deadline {
             return Err(BusError::Backend(format!("{what}: {err}")));
         }
-        info!(what, attempt, %err, "NATS not ready; retrying");
+        if let Some(more) = switchyard_schema::log_throttle::due("nats", "setup") {
+            info!(what, attempt, %err, more_since_last_line = more, "NATS not ready; retrying");
+        }
         tokio::time::sleep(pause).await;
     }
 }
@@ -871,10 +958,25 @@ fn backend(err: impl std::fmt::Display) -> BusError {
     BusError::Backend(err.to_string())
 }
 
-async fn log_event(name: String, event: Event) {
+/// Connection events, one line each; a server that stays unreachable is one line per
+/// `LOG_INTERVAL` (the shared throttle) naming the URLs, however often the client retries.
+async fn log_event(name: String, servers: Arc<str>, event: Event) {
+    use switchyard_schema::log_throttle::{due, LOG_INTERVAL};
     match event {
-        Event::Connected => info!(connection = %name, "NATS connected"),
-        Event::Disconnected => warn!(connection = %name, "NATS disconnected; reconnecting"),
+        Event::Connected => info!(connection = %name, %servers, "NATS connected"),
+        Event::Disconnected => {
+            warn!(connection = %name, %servers, "NATS disconnected; reconnecting")
+        }
+        Event::ClientError(err) => {
+            if let Some(more) = due("nats", "unreachable") {
+                warn!(
+                    connection = %name,
+                    more_since_last_line = more,
+                    "NATS at {servers} unreachable ({err}); retrying, logged at most every {} s",
+                    LOG_INTERVAL.as_secs()
+                );
+            }
+        }
         Event::SlowConsumer(sid) => {
             metrics::counter!("switchyard_bus_slow_consumer_total").increment(1);
             warn!(connection = %name, sid, "NATS slow consumer: messages dropped");

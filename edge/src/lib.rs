@@ -13,6 +13,7 @@ pub mod occupancy;
 mod owned_head;
 pub mod refusals;
 mod static_files;
+pub mod telemetry;
 
 /// Sharded per-socket fan-out of Frust events (public for the `fanout` benchmark).
 pub use frust::{broadcast, shards};

@@ -68,6 +68,14 @@ impl Inbound {
             Inbound::ChatMessage { message, .. } => &message.id,
         }
     }
+
+    /// The API it came from (the `api` label of the metrics).
+    pub fn api(&self) -> &'static str {
+        match self {
+            Inbound::FrustClick { .. } | Inbound::FrustEvent { .. } => "frust",
+            Inbound::ChatMessage { .. } => "chat",
+        }
+    }
 }
 
 /// An inbound packet the workers gave up on (it failed to persist, or could not be read), kept

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod envelope;
 pub mod frust;
 pub mod id;
+pub mod log_throttle;
 pub mod subjects;
 
 pub use clock::Clock;

@@ -41,7 +41,19 @@ pub const RPC_FRUST_ONLINE: &str = "rpc.frust.online";
 
 /// The inbound subject for a message into `room_id`.
 pub fn in_chat_message(room_id: &str) -> String {
-    format!("in.chat.{}.message", chat_partition(room_id))
+    in_chat_partition(chat_partition(room_id))
+}
+
+/// The inbound subject of chat partition `partition` (0..CHAT_PARTITIONS).
+pub fn in_chat_partition(partition: u32) -> String {
+    format!("in.chat.{partition}.message")
+}
+
+/// Every inbound subject a packet can be published to.
+pub fn inbound_subjects() -> Vec<String> {
+    let mut subjects = vec![IN_FRUST_CLICK.to_owned(), IN_FRUST_EVENT.to_owned()];
+    subjects.extend((0..CHAT_PARTITIONS).map(in_chat_partition));
+    subjects
 }
 
 pub fn out_chat_room(room_id: &str) -> String {

@@ -47,6 +47,32 @@ pub struct ServeConfig {
     pub tcp_keepalive: Option<Duration>,
 }
 
+/// HELP text of the server's metrics (once per process).
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!(
+        "switchyard_tcp_connections",
+        "Open TCP connections (websockets included)"
+    );
+    describe_counter!(
+        "switchyard_read_throttled_total",
+        "Times a connection was read more slowly for sending past SWITCHYARD_CONN_READ_RATE"
+    );
+    describe_counter!(
+        "switchyard_http_idle_closed_total",
+        "Kept-alive connections closed for idling past SWITCHYARD_HTTP_IDLE_TIMEOUT_MS"
+    );
+    describe_counter!(
+        "switchyard_refused_unanswered_total",
+        "Over-cap connections closed without an answer (too many being refused at once)"
+    );
+    describe_counter!(
+        "switchyard_accept_errors_total",
+        "Failed accepts, by kind (EMFILE, ENFILE, ENOBUFS, ENOMEM: the process backs off)"
+    );
+    metrics::gauge!("switchyard_tcp_connections").increment(0.0);
+}
+
 /// File descriptors the process needs besides client connections (store, bus, logs, …).
 const OWN_FDS: u64 = 256;
 

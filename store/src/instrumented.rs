@@ -1,6 +1,7 @@
 //! Store metrics in one place, for every adapter: a decorator that times each operation
 //! (`switchyard_store_op_duration_seconds{op}`) and counts its failures
-//! (`switchyard_store_errors_total{op}`, the name the alert rules already watch).
+//! (`switchyard_store_errors_total{op}`, the name the alert rules already watch). A failure is
+//! counted here and nowhere else, once per operation; `describe` declares every store metric.
 
 use std::future::Future;
 use std::time::Instant;
@@ -22,6 +23,61 @@ pub struct Instrumented<S> {
 impl<S: Store> Instrumented<S> {
     pub fn new(inner: S) -> Self {
         Self { inner }
+    }
+}
+
+/// Every operation `timed` below is called with (a test keeps the two in step).
+const OPS: [&str; 20] = [
+    "insert_click",
+    "insert_event",
+    "clicks_since",
+    "events_since",
+    "totals",
+    "hours_since",
+    "users",
+    "save_counters",
+    "counted_facts",
+    "rebuild_counters",
+    "create_room",
+    "room",
+    "rooms_of",
+    "rooms_page",
+    "room_counts",
+    "delete_room",
+    "add_member",
+    "remove_member",
+    "chat_history",
+    "room_message_count",
+];
+
+/// HELP text and unit of every store metric (adapters' included); error counters at zero.
+pub fn describe() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_histogram!(
+        "switchyard_store_op_duration_seconds",
+        Unit::Seconds,
+        "Store operations, by operation"
+    );
+    describe_counter!(
+        "switchyard_store_errors_total",
+        "Store operations that failed, by operation"
+    );
+    describe_counter!(
+        "switchyard_store_retries_total",
+        "ScyllaDB requests retried, by operation"
+    );
+    describe_histogram!(
+        "switchyard_store_batch_seconds",
+        Unit::Seconds,
+        "SQLite write transactions (one batch of writes)"
+    );
+    describe_histogram!(
+        "switchyard_store_batch_size",
+        Unit::Count,
+        "Writes per SQLite transaction"
+    );
+    for op in OPS {
+        metrics::counter!("switchyard_store_errors_total", "op" => op).absolute(0);
     }
 }
 
@@ -146,5 +202,20 @@ impl<S: Store> Store for Instrumented<S> {
 
     async fn room_message_count(&self, room_id: &str) -> StoreResult<u64> {
         timed("room_message_count", self.inner.room_message_count(room_id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_timed_operation_is_listed() {
+        let source = include_str!("instrumented.rs");
+        let called: std::collections::BTreeSet<&str> = source
+            .split("timed(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        let listed: std::collections::BTreeSet<&str> = super::OPS.into_iter().collect();
+        assert_eq!(called, listed);
     }
 }

@@ -13,7 +13,7 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 pub use self::scylla::ScyllaStore;
-pub use instrumented::Instrumented;
+pub use instrumented::{describe as describe_metrics, Instrumented};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,8 @@
 //! packet; a delivery is acked once its fact is stored. Chat messages go one at a time: the
 //! store's order of a room is then the order live delivery used.
 
+pub mod telemetry;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -178,7 +180,8 @@ impl Worker {
                 };
             }
         };
-        metrics::histogram!("switchyard_persist_seconds").record(started.elapsed());
+        metrics::histogram!("switchyard_persist_seconds", "api" => packet.api())
+            .record(started.elapsed());
         Persisted {
             delivery,
             packet: Some(packet),

@@ -67,6 +67,6 @@ pub async fn deliver(chat: &ChatEdge, out: ChatOut) {
             }
         }
     }
-    metrics::histogram!("switchyard_fanout_seconds").record(started.elapsed());
+    metrics::histogram!("switchyard_fanout_seconds", "api" => "chat").record(started.elapsed());
     metrics::counter!("switchyard_packets_out_total", "api" => "chat").increment(delivered);
 }

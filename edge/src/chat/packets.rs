@@ -62,7 +62,8 @@ pub async fn handle(
                     };
                     Rejection::new(ErrorCode::Unavailable, why)
                 })?;
-            metrics::histogram!("switchyard_publish_seconds").record(started.elapsed());
+            metrics::histogram!("switchyard_publish_seconds", "api" => "chat")
+                .record(started.elapsed());
         }
         ClientPacket::ChatJoin => {
             let rooms = chat.store.rooms_of(user).await.map_err(unavailable)?;
@@ -148,6 +149,5 @@ async fn publish(chat: &ChatEdge, subject: &str, out: &ChatOut) -> Result<(), Re
 
 fn unavailable(e: impl std::fmt::Display) -> Rejection {
     tracing::error!(error = %e, "chat store read failed");
-    metrics::counter!("switchyard_store_errors_total", "op" => "chat").increment(1);
     Rejection::new(ErrorCode::Unavailable, "temporarily unavailable")
 }

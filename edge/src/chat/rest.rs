@@ -111,7 +111,6 @@ fn not_found() -> ApiError {
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "chat store failed");
-    metrics::counter!("switchyard_store_errors_total", "op" => "chat_rest").increment(1);
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",

@@ -53,7 +53,7 @@ impl Outcome {
     /// Records one pass (of one shard: `took` is that shard's time, so the fan-out histogram
     /// gets one sample per shard and message; the counters add up across shards).
     pub fn record(&self, event: &'static str, took: Duration) {
-        metrics::histogram!("switchyard_fanout_seconds").record(took);
+        metrics::histogram!("switchyard_fanout_seconds", "api" => "frust").record(took);
         metrics::counter!("switchyard_packets_out_total", "api" => "frust", "type" => event)
             .increment(self.delivered);
         if self.full > 0 {

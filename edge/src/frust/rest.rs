@@ -39,10 +39,10 @@ pub fn routes(edge: Arc<FrustEdge>) -> Router {
         .with_state(edge)
 }
 
-/// A failed dependency: logged, counted, answered with 503 and a JSON reason.
+/// A failed dependency: logged and answered with 503 and a JSON reason (a store failure is
+/// counted once, by the store decorator; a bus request is not a store error).
 fn unavailable(what: &str, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "{what} failed");
-    metrics::counter!("switchyard_store_errors_total", "op" => what.to_owned()).increment(1);
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({ "error": format!("{what} unavailable") })),

@@ -457,7 +457,8 @@ async fn publish_inbound(edge: &FrustEdge, subject: &str, packet: &Inbound) -> R
         .await
     {
         Ok(()) => {
-            metrics::histogram!("switchyard_publish_seconds").record(started.elapsed());
+            metrics::histogram!("switchyard_publish_seconds", "api" => "frust")
+                .record(started.elapsed());
             Ok(())
         }
         Err(e) => {

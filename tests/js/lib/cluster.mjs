@@ -357,7 +357,7 @@ export async function startNatsCluster({ size = 3, name = 'nats' } = {}) {
  * Edges also have secret, adminToken, token(sub, opts) and wsUrl(), so the helpers of
  * lib/chat.mjs (connectChat, createRoom, rest…) and lib/clients.mjs (connect) take them as is.
  */
-function makeProcess({ role, name, envFn, now }) {
+function makeProcess({ role, name, envFn, now, ops = false }) {
   if (!fs.existsSync(BIN)) {
     throw new Error(`switchyard binary not found at ${BIN} (build it with \`cargo build --release\` or set SWITCHYARD_BIN)`);
   }
@@ -383,6 +383,9 @@ function makeProcess({ role, name, envFn, now }) {
     if (!proc.port) {
       proc.port = await freePort();
       proc.url = `http://127.0.0.1:${proc.port}`;
+      // With `ops`, /metrics, /healthz and /readyz are on a listener of their own.
+      proc.opsPort = ops ? await freePort() : proc.port;
+      proc.opsUrl = `http://127.0.0.1:${proc.opsPort}`;
     }
     proc.exit = null;
     proc.killed = false;
@@ -394,6 +397,7 @@ function makeProcess({ role, name, envFn, now }) {
       RUST_BACKTRACE: process.env.SWITCHYARD_E2E_RUST_BACKTRACE ?? '0',
       ...envFn(),
       SWITCHYARD_LISTEN: `127.0.0.1:${proc.port}`,
+      ...(ops ? { SWITCHYARD_OPS_ADDR: `127.0.0.1:${proc.opsPort}` } : {}),
     };
     proc.logs.push(`=== ${name} #${gen} starting \`switchyard ${role}\` on ${proc.url} (nats ${env.SWITCHYARD_NATS}, store ${
       env.SWITCHYARD_STORE}${env.SWITCHYARD_CLOCK_START ? `, clock ${env.SWITCHYARD_CLOCK_START}` : ''})`);
@@ -418,7 +422,7 @@ function makeProcess({ role, name, envFn, now }) {
         throw new Error(`${name} (\`switchyard ${role}\`) exited before becoming ready (${JSON.stringify(proc.exit)})\n${proc.tail()}`);
       }
       try {
-        const res = await httpStatus(`${proc.url}/healthz`);
+        const res = await httpStatus(`${proc.opsUrl}/healthz`);
         if (res.status === 200) return proc;
         last = `HTTP ${res.status}`;
       } catch (err) {
@@ -499,10 +503,13 @@ function makeProcess({ role, name, envFn, now }) {
  * the clock alone; a number (Unix seconds) starts the cluster clock there.
  * `replicas`: SWITCHYARD_NATS_REPLICAS (default: the NATS cluster size); null leaves it unset.
  *
+ * `ops`: every process serves /metrics, /healthz, /readyz on an ops listener of its own
+ * (`proc.opsUrl`; SWITCHYARD_OPS_ADDR).
+ *
  * Returns {nats, storePath, aggregator, workers, edges, all(), addWorker(), addEdge(), now(), close()}.
  */
 export async function startCluster({
-  edges = 2, workers = 1, env = {}, nats, name = 'sy', clock = 'mid-hour', replicas,
+  edges = 2, workers = 1, env = {}, nats, name = 'sy', clock = 'mid-hour', replicas, ops = false,
 } = {}) {
   const ownNats = !nats;
   const natsCluster = nats ?? (await startNatsCluster({ name: `${name}-nats` }));
@@ -550,7 +557,7 @@ export async function startCluster({
 
   // Every start (restart too) of a process goes through this wrapper.
   const make = (role, procName) => {
-    const proc = makeProcess({ role, name: procName, envFn, now });
+    const proc = makeProcess({ role, name: procName, envFn, now, ops });
     const plainStart = proc.start;
     proc.start = async () => {
       // Spawn just after a whole virtual second, so the integer clock start carries no offset.

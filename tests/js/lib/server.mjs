@@ -57,9 +57,11 @@ export function freePort() {
  * Starts a server with its own temp store (unless `storeDir` is given).
  * `env` is merged over the defaults; `clockStart` (unix seconds) sets SWITCHYARD_CLOCK_START.
  * `wrapper` is a command the binary runs under, one that execs it (e.g. `['prlimit', …]`).
- * Returns a handle: {url, port, storePath, storeDir, now(), tail(), stop(), restart(), close()}.
+ * `ops`: serve /metrics, /healthz, /readyz on a listener of their own (SWITCHYARD_OPS_ADDR).
+ * Returns a handle: {url, opsUrl, port, storePath, storeDir, now(), tail(), stop(), restart(),
+ * close()}; `opsUrl` is where the ops routes are (`url` without `ops`).
  */
-export async function startServer({ env = {}, clockStart, storeDir, name = 'switchyard', wrapper = [] } = {}) {
+export async function startServer({ env = {}, clockStart, storeDir, name = 'switchyard', wrapper = [], ops = false } = {}) {
   if (!fs.existsSync(BIN)) {
     throw new Error(`switchyard binary not found at ${BIN} (build it with \`cargo build --release\` or set SWITCHYARD_BIN)`);
   }
@@ -146,6 +148,8 @@ export async function startServer({ env = {}, clockStart, storeDir, name = 'swit
   async function launch() {
     server.port = await freePort();
     server.url = `http://127.0.0.1:${server.port}`;
+    server.opsPort = ops ? await freePort() : server.port;
+    server.opsUrl = `http://127.0.0.1:${server.opsPort}`;
     server.exit = null;
     server.generation += 1;
     const gen = server.generation;
@@ -158,6 +162,7 @@ export async function startServer({ env = {}, clockStart, storeDir, name = 'swit
       SWITCHYARD_LISTEN: `127.0.0.1:${server.port}`,
       SWITCHYARD_STORE: `sqlite://${storePath}`,
     };
+    if (ops) childEnv.SWITCHYARD_OPS_ADDR = `127.0.0.1:${server.opsPort}`;
     if (server.clockStart !== undefined) childEnv.SWITCHYARD_CLOCK_START = String(Math.floor(server.clockStart));
     server.logs.push(`=== ${name} #${gen} starting on ${server.url} (store ${storePath}${
       server.clockStart !== undefined ? `, clock ${Math.floor(server.clockStart)}` : ''})`);
@@ -193,7 +198,7 @@ export async function startServer({ env = {}, clockStart, storeDir, name = 'swit
         throw new Error(`${name} exited before becoming ready (${JSON.stringify(server.exit)})\n${server.tail()}`);
       }
       try {
-        const res = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+        const res = await fetch(`${server.opsUrl}/healthz`, { signal: AbortSignal.timeout(1000) });
         await res.arrayBuffer();
         if (res.status === 200) return;
         last = `HTTP ${res.status}`;

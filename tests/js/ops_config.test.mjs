@@ -1,0 +1,112 @@
+// Configuration checks itself, and errors are one clear line: what an operator sees when a
+// setting is mistyped, out of range or inconsistent, when NATS is not there, and what the logs
+// look like in a pipe (no colour codes) and as JSON (flat, with role and version).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BIN, freePort, sleep } from './lib/server.mjs';
+
+/** The environment without any SWITCHYARD_* or RUST_LOG of the caller, plus `env`. */
+function cleanEnv(env = {}) {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHYARD_') && k !== 'RUST_LOG'));
+  return { ...base, RUST_BACKTRACE: '1', ...env };
+}
+
+function runFailing(args, env) {
+  const res = spawnSync(BIN, args, { env: cleanEnv(env), encoding: 'utf8', timeout: 20_000 });
+  return { code: res.status, lines: res.stderr.split('\n').filter(Boolean), stdout: res.stdout };
+}
+
+/** Runs `switchyard args` for `ms`, then SIGTERM; resolves its stderr lines. */
+async function runFor(args, env, ms) {
+  const child = spawn(BIN, args, { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (c) => { err += c; });
+  await sleep(ms);
+  const done = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([done, sleep(15_000).then(() => child.kill('SIGKILL'))]);
+  return err.split('\n').filter(Boolean);
+}
+
+test('a mistyped SWITCHYARD_* variable stops the process with one line naming it and the closest known one', () => {
+  const { code, lines } = runFailing(['all'], { SWITCHYARD_STOER: 'sqlite:///tmp/x.sqlite' });
+  assert.equal(code, 1);
+  assert.equal(lines.length, 1, lines.join('\n'));
+  assert.match(lines[0], /SWITCHYARD_STOER.*did you mean SWITCHYARD_STORE\?/);
+});
+
+test('values out of range and inconsistent values are refused in one line naming the variable, no backtrace', () => {
+  for (const [env, pattern] of [
+    [{ SWITCHYARD_SIO_SEND_QUEUE: '8' }, /SWITCHYARD_SIO_SEND_QUEUE.*not in 16\.\./],
+    [{ SWITCHYARD_HEARTBEAT_MS: '0' }, /SWITCHYARD_HEARTBEAT_MS/],
+    [{ SWITCHYARD_RATE_CONN: '50', SWITCHYARD_RATE_CONN_BURST: '10' }, /SWITCHYARD_RATE_CONN_BURST \(10\) is below SWITCHYARD_RATE_CONN \(50\)/],
+  ]) {
+    const { code, lines } = runFailing(['edge'], env);
+    assert.equal(code, 1, JSON.stringify(env));
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(lines[0], pattern);
+  }
+});
+
+test('an unusable store path is one line naming it', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-cfg-'));
+  const file = path.join(dir, 'not-a-dir');
+  fs.writeFileSync(file, '');
+  const url = `sqlite://${file}/db.sqlite`;
+  const { code, lines } = runFailing(['all'], { SWITCHYARD_STORE: url, SWITCHYARD_LISTEN: '127.0.0.1:0' });
+  fs.rmSync(dir, { recursive: true, force: true });
+  assert.equal(code, 1);
+  const last = lines.at(-1);
+  assert.ok(last.includes(file), last);
+  assert.ok(!lines.some((l) => /stack backtrace|^\s+\d+: /.test(l)), lines.join('\n'));
+});
+
+test('server flags only on server subcommands: `bench --help` and `token --help` are short', () => {
+  const help = (args) => spawnSync(BIN, args, { env: cleanEnv(), encoding: 'utf8' }).stdout;
+  const token = help(['token', '--help']);
+  assert.ok(token.split('\n').length < 30, token);
+  assert.ok(!token.includes('--rate-conn'));
+  const bench = help(['bench', '--help']);
+  assert.ok(!bench.includes('--rate-conn') && !bench.includes('--listen'), bench);
+  assert.ok(help(['edge', '--help']).includes('--rate-conn'));
+  assert.match(help(['--version']), /^switchyard \d+\.\d+\.\d+ \(commit \S+\)/);
+});
+
+test('NATS unreachable: a few lines naming the URL, not one per retry', { timeout: 60_000 }, async () => {
+  const url = `nats://127.0.0.1:${await freePort()}`;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-nats-'));
+  const lines = await runFor(['edge'], {
+    SWITCHYARD_NATS: url, SWITCHYARD_LISTEN: `127.0.0.1:${await freePort()}`, SWITCHYARD_STORE: `sqlite://${dir}/db.sqlite`,
+  }, 8000);
+  fs.rmSync(dir, { recursive: true, force: true });
+  const nats = lines.filter((l) => /nats/i.test(l));
+  assert.ok(nats.some((l) => l.includes(url)), lines.join('\n'));
+  assert.ok(lines.length <= 6, `${lines.length} lines in 8 s:\n${lines.join('\n')}`);
+});
+
+test('text logs in a pipe carry no colour codes; JSON logs are flat with role and version', { timeout: 60_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-log-'));
+  const base = { SWITCHYARD_STORE: `sqlite://${dir}/db.sqlite` };
+  const text = await runFor(['all'], { ...base, SWITCHYARD_LISTEN: `127.0.0.1:${await freePort()}` }, 1500);
+  assert.ok(text.some((l) => l.includes('switchyard running')), text.join('\n'));
+  assert.ok(!text.some((l) => l.includes('\x1b[')), 'ANSI escape in piped logs');
+
+  const json = await runFor(['edge'], {
+    ...base, SWITCHYARD_LOG_FORMAT: 'json', SWITCHYARD_NATS: `nats://127.0.0.1:${await freePort()}`,
+  }, 1500);
+  fs.rmSync(dir, { recursive: true, force: true });
+  assert.ok(json.length > 0);
+  for (const line of json) {
+    const record = JSON.parse(line);
+    assert.equal(typeof record.message, 'string', line);
+    assert.equal(record.role, 'edge', line);
+    assert.match(record.version, /^\d+\.\d+\.\d+/);
+    assert.equal(record.fields, undefined, 'flat, not nested under fields');
+  }
+});
