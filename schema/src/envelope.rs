@@ -54,6 +54,14 @@ pub enum Inbound {
         session: String,
         event: Event,
     },
+    /// An event whose name is configured ephemeral: shown, counted in the totals and hours
+    /// (the original counted them before its "ephemeral" check), but kept out of the events
+    /// list, the per-user counts and the toasts.
+    FrustEphemeral {
+        id: String,
+        session: String,
+        event: Event,
+    },
     /// A chat message; its id is the packet id.
     ChatMessage {
         message: ChatMessage,
@@ -64,7 +72,9 @@ pub enum Inbound {
 impl Inbound {
     pub fn id(&self) -> &str {
         match self {
-            Inbound::FrustClick { id, .. } | Inbound::FrustEvent { id, .. } => id,
+            Inbound::FrustClick { id, .. }
+            | Inbound::FrustEvent { id, .. }
+            | Inbound::FrustEphemeral { id, .. } => id,
             Inbound::ChatMessage { message, .. } => &message.id,
         }
     }
@@ -100,6 +110,12 @@ pub enum Fact {
         id: String,
         session: String,
         user: String,
+        timestamp: i64,
+    },
+    /// An ephemeral event: counts in the totals, the hour and the session, not for the user.
+    FrustEphemeral {
+        id: String,
+        session: String,
         timestamp: i64,
     },
     ChatMessage {

@@ -262,6 +262,16 @@ impl Worker {
                     })
                     .await
             }
+            // A tally row, so a recount from the stored rows (embedded mode, at every start)
+            // keeps counting it; never listed.
+            Inbound::FrustEphemeral { id, event, .. } => {
+                self.store
+                    .insert_ephemeral_event(&StoredEvent {
+                        id: id.clone(),
+                        event: event.clone(),
+                    })
+                    .await
+            }
             Inbound::ChatMessage {
                 message,
                 sent_at_ms,
@@ -433,6 +443,14 @@ fn fact_of(packet: &Inbound) -> (&'static str, Fact) {
                 timestamp: event.timestamp,
             },
         ),
+        Inbound::FrustEphemeral { id, session, event } => (
+            FACTS_FRUST,
+            Fact::FrustEphemeral {
+                id: id.clone(),
+                session: session.clone(),
+                timestamp: event.timestamp,
+            },
+        ),
         Inbound::ChatMessage { message, .. } => (
             FACTS_CHAT,
             Fact::ChatMessage {
@@ -470,6 +488,8 @@ fn fan_out_of(packet: &Inbound) -> (String, Bytes) {
                 FrustOut::Message(event_toast(user, name)),
             ])
         }
+        // Shown as it happened, without the toast (the original's behaviour).
+        Inbound::FrustEphemeral { event, .. } => frust(vec![FrustOut::Event(event.clone())]),
         Inbound::ChatMessage { message, .. } => {
             let out = ChatOut {
                 target: ChatTarget::Room {
