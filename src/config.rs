@@ -39,6 +39,12 @@ pub enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: u64,
     },
+    /// Bring an existing deployment's data into the configured store (server stopped or
+    /// running; safe to run again).
+    Import {
+        #[command(subcommand)]
+        source: crate::import::ImportSource,
+    },
     /// Inbound packets the workers could not persist (cluster mode: the DEAD stream).
     DeadLetters {
         #[command(subcommand)]

@@ -4,6 +4,7 @@
 
 mod config;
 mod dead_letters;
+mod import;
 mod ops;
 mod roles;
 mod serve;
@@ -46,6 +47,7 @@ fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
+            Command::Import { source } => import::run(&common.store, source).await,
             Command::DeadLetters { action } => dead_letters::run(&common, action).await,
             Command::Bench(args) => switchyard_loadgen::run(*args, common.chat.jwt_secret).await,
         }
