@@ -20,6 +20,8 @@ mod progress;
 mod reader;
 mod rules;
 mod tally;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::path::PathBuf;
