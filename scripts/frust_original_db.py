@@ -5,6 +5,11 @@ over the last DAYS days up to a minute ago, `users` and `hours` its running coun
 the ephemeral events it counted without a row). For the import benchmark and tests.
 
     python3 scripts/frust_original_db.py db.sqlite --clicks 1000000 --events 20000
+
+--awkward adds, 30 to 20 seconds before --now, rows an old or crashed original left behind:
+a click with a NULL user and one with an empty user (never counted), a click with a 90-character
+comment (counted, as a version without the cap did), a click dated a day after --now, and an
+event with a NULL name (never counted).
 """
 import argparse
 import os
@@ -34,18 +39,21 @@ def main():
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--days", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--now", type=int, default=None, help="Unix seconds (default: the clock)")
+    ap.add_argument("--awkward", action="store_true")
     args = ap.parse_args()
     rnd = random.Random(args.seed)
     if os.path.exists(args.path):
         os.remove(args.path)
     db = sqlite3.connect(args.path)
     db.executescript(SCHEMA)
-    now = int(time.time()) - 60
-    start = now - args.days * 86400
+    now = args.now if args.now is not None else int(time.time())
+    end = now - 60
+    start = end - args.days * 86400
     users = [f"user{i}" for i in range(args.users)]
 
     def times(n):
-        return sorted(rnd.randint(start, now) for _ in range(n))
+        return sorted(rnd.randint(start, end) for _ in range(n))
 
     hours, per_user = {}, {}
     clicks = []
@@ -55,6 +63,13 @@ def main():
         clicks.append((u, comment, rnd.choice([None, "red"]), t))
         hours.setdefault(t - t % 3600, [0, 0])[0] += 1
         per_user.setdefault(u, [0, 0])[0] += 1
+    if args.awkward:
+        clicks.append((None, "no user", None, now - 30))
+        clicks.append(("", None, None, now - 29))
+        clicks.append((users[0], "c" * 90, None, now - 28))
+        hours.setdefault((now - 28) - (now - 28) % 3600, [0, 0])[0] += 1
+        per_user.setdefault(users[0], [0, 0])[0] += 1
+        clicks.append(("carl", None, None, now + 86400))
     db.executemany("INSERT INTO clicks (user, comment, style, timestamp) VALUES (?,?,?,?)", clicks)
     events = []
     for t in times(args.events):
@@ -62,6 +77,8 @@ def main():
         events.append((u, rnd.choice(NAMES), t))
         hours.setdefault(t - t % 3600, [0, 0])[1] += 1
         per_user.setdefault(u, [0, 0])[1] += 1
+    if args.awkward:
+        events.append((users[1], None, now - 20))
     db.executemany("INSERT INTO events (user, name, timestamp) VALUES (?,?,?)", events)
     for t in times(args.ephemeral):
         hours.setdefault(t - t % 3600, [0, 0])[1] += 1

@@ -47,7 +47,9 @@ fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
-            Command::Import { source } => import::run(&common.store, source).await,
+            Command::Import { source } => {
+                import::run(&common.store, roles::clock(&common), source).await
+            }
             Command::DeadLetters { action } => dead_letters::run(&common, action).await,
             Command::Bench(args) => switchyard_loadgen::run(*args, common.chat.jwt_secret).await,
         }

@@ -122,7 +122,7 @@ pub async fn connect_nats(
     Ok(Arc::new(NatsBus::connect(opts).await?))
 }
 
-fn clock(common: &Common) -> Clock {
+pub fn clock(common: &Common) -> Clock {
     common
         .clock_start
         .map(Clock::starting_at)

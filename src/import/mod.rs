@@ -58,12 +58,13 @@ pub struct FrustSqliteArgs {
 
 /// Runs an import; prints the report and the summary on stderr, the summary as one JSON line
 /// on stdout.
-pub async fn run(store_url: &str, source: ImportSource) -> anyhow::Result<()> {
+/// Rows after the configured clock's now (the servers' clock) are future rows.
+pub async fn run(store_url: &str, clock: Clock, source: ImportSource) -> anyhow::Result<()> {
     let ImportSource::FrustSqlite(args) = source;
     let store = switchyard_store::open(store_url)
         .await
         .with_context(|| format!("cannot open the store {store_url}"))?;
-    let summary = import(&*store, &args, Clock::system().now()).await?;
+    let summary = import(&*store, &args, clock.now()).await?;
     println!("{}", summary.json());
     Ok(())
 }
