@@ -205,7 +205,7 @@ test('restart on the same store: counts, users and lists survive; acknowledged c
         const users = await getJson(srv, '/api/users');
         assert.deepEqual(users.find((u) => u.name === alice), { name: alice, click_count: 9, event_count: 1 });
         const rows = await getJson(srv, '/api/latest_hours');
-        assert.deepEqual([rows.at(-1).click_count, rows.at(-1).event_count, rows.at(-1).click_count_total], [10, 3, 10]);
+        assert.deepEqual([rows.at(-1).click_count, rows.at(-1).event_count, rows.at(-1).click_count_total], [10, 4, 10]); // the rickroll counts in the hour
       }, { what: 'lists and users after the second restart' });
     } finally {
       a.close();
