@@ -44,6 +44,9 @@ pub enum Command {
         #[command(flatten)]
         secret: JwtSecret,
     },
+    /// Bring an existing deployment's data into the configured store (server stopped or
+    /// running; safe to run again).
+    Import(Box<Import>),
     /// Inbound packets the workers could not persist (cluster mode: the DEAD stream).
     DeadLetters(Box<DeadLetters>),
     /// Load generator: real clients against running edges; latency, throughput, errors.
@@ -56,6 +59,15 @@ pub struct DeadLetters {
     #[command(subcommand)]
     pub action: DeadLetterAction,
     /// The NATS connection (SWITCHYARD_NATS and the rest) as the server processes have it.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Args)]
+pub struct Import {
+    #[command(subcommand)]
+    pub source: crate::import::ImportSource,
+    /// The store (SWITCHYARD_STORE) and clock (SWITCHYARD_CLOCK_START) as the servers have them.
     #[command(flatten)]
     pub common: Common,
 }

@@ -5,6 +5,7 @@
 mod config;
 mod dead_letters;
 mod env_check;
+mod import;
 mod logging;
 mod ops;
 mod process_stats;
@@ -89,6 +90,15 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
                     switchyard_edge::chat::auth::mint_hs256(&secret, &sub, ttl)?
                 );
                 Ok(())
+            }
+            Command::Import(cmd) => {
+                let cmd = *cmd;
+                import::run(
+                    &cmd.common.store.store,
+                    roles::clock(&cmd.common),
+                    cmd.source,
+                )
+                .await
             }
             Command::DeadLetters(cmd) => {
                 let common: &Common = &cmd.common;

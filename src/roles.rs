@@ -127,7 +127,7 @@ pub async fn connect_nats(
     Ok(Arc::new(bus))
 }
 
-fn clock(common: &Common) -> Clock {
+pub fn clock(common: &Common) -> Clock {
     common
         .clock_start
         .map(Clock::starting_at)

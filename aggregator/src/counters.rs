@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use switchyard_schema::clock::hour_start;
 use switchyard_schema::envelope::Fact;
 use switchyard_schema::frust::{stats_at, Stats, UserRow};
-use switchyard_store::{CountedFact, CounterUpdate, HourCount, Store, StoreResult, Totals};
+use switchyard_store::{
+    CountedFact, CounterUpdate, HourCount, ImportedCounts, Store, StoreResult, Totals,
+};
 
 use crate::facts::counted_id;
 
@@ -50,28 +52,31 @@ impl Counters {
     }
 
     pub fn apply(&mut self, fact: &Fact, seq: u64) {
-        let (user, timestamp, is_click) = match fact {
+        // (user, timestamp, click, event): an ephemeral event counts for no user.
+        let (user, timestamp, click, event) = match fact {
             Fact::FrustClick {
                 user, timestamp, ..
-            } => (user, *timestamp, true),
+            } => (Some(user), *timestamp, 1, 0),
             Fact::FrustEvent {
                 user, timestamp, ..
-            } => (user, *timestamp, false),
+            } => (Some(user), *timestamp, 0, 1),
+            Fact::FrustEphemeral { timestamp, .. } => (None, *timestamp, 0, 1),
             // Room message counts are read from the store (SQLite counts its index).
             Fact::ChatMessage { .. } => return self.skip(seq),
         };
-        let (click, event) = if is_click { (1, 0) } else { (0, 1) };
         self.totals.clicks += click;
         self.totals.events += event;
         let hour = hour_start(timestamp);
         let h = self.hours.entry(hour).or_default();
         h.0 += click;
         h.1 += event;
-        let u = self.users.entry(user.clone()).or_default();
-        u.0 += click;
-        u.1 += event;
         self.dirty_hours.insert(hour);
-        self.dirty_users.insert(user.clone());
+        if let Some(user) = user {
+            let u = self.users.entry(user.clone()).or_default();
+            u.0 += click;
+            u.1 += event;
+            self.dirty_users.insert(user.clone());
+        }
         if let Some(id) = counted_id(fact) {
             self.counted.push(CountedFact {
                 id: id.to_owned(),
@@ -127,13 +132,26 @@ impl Counters {
         Ok(())
     }
 
-    pub fn stats(&self, now: i64) -> Stats {
-        let today: Vec<(i64, i64, i64)> = self
+    /// Stats as of `now`, with `imported` (the counts of an import, kept apart from these) added.
+    pub fn stats(&self, now: i64, imported: &ImportedCounts) -> Stats {
+        let since = switchyard_schema::clock::day_start(now);
+        let live: Vec<HourCount> = self
             .hours
-            .range(switchyard_schema::clock::day_start(now)..)
-            .map(|(&h, &(c, e))| (h, c, e))
+            .range(since..)
+            .map(|(&hour, &(clicks, events))| HourCount {
+                hour,
+                clicks,
+                events,
+            })
             .collect();
-        stats_at(now, self.totals.clicks, self.totals.events, &today)
+        let today: Vec<(i64, i64, i64)> = imported
+            .add_hours(live)
+            .into_iter()
+            .filter(|h| h.hour >= since)
+            .map(|h| (h.hour, h.clicks, h.events))
+            .collect();
+        let totals = imported.add_totals(self.totals);
+        stats_at(now, totals.clicks, totals.events, &today)
     }
 }
 
@@ -169,10 +187,22 @@ mod tests {
         assert_eq!(c.hours[&3600], (1, 0));
         assert_eq!(c.hours[&7200], (1, 1));
         assert_eq!(c.users["a"], (2, 0));
-        let s = c.stats(7300);
+        c.apply(
+            &Fact::FrustEphemeral {
+                id: "z".into(),
+                session: "s".into(),
+                timestamp: 7202,
+            },
+            4,
+        );
+        assert_eq!(c.totals.events, 2, "an ephemeral event counts in the total");
+        assert_eq!(c.hours[&7200], (1, 2), "and in its hour");
+        assert_eq!(c.users.len(), 2, "but for no user");
+        assert_eq!(c.users["b"], (0, 1));
+        let s = c.stats(7300, &ImportedCounts::default());
         assert_eq!(
             (s.click_count_hour, s.event_count_hour, s.click_count_today),
-            (1, 1, 2)
+            (1, 2, 2)
         );
     }
 }

@@ -138,7 +138,9 @@ impl Batch {
 /// The packet id a fact is counted under (chat facts count nothing here).
 pub fn counted_id(fact: &Fact) -> Option<&str> {
     match fact {
-        Fact::FrustClick { id, .. } | Fact::FrustEvent { id, .. } => Some(id),
+        Fact::FrustClick { id, .. }
+        | Fact::FrustEvent { id, .. }
+        | Fact::FrustEphemeral { id, .. } => Some(id),
         Fact::ChatMessage { .. } => None,
     }
 }

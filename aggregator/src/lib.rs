@@ -161,7 +161,16 @@ impl Aggregator {
                         // A little past the boundary, so the stats are surely of the new hour
                         // (each client resets its hour count on them).
                         tokio::time::sleep(Duration::from_millis(5)).await;
-                        self.broadcast(&FrustOut::Stats(counters.stats(clock.now()))).await;
+                        let now = clock.now();
+                        let day = switchyard_schema::clock::day_start(now);
+                        // An import may have run meanwhile (its counters live beside these).
+                        match self.store.imported_counts(day).await {
+                            Ok(imported) => {
+                                let stats = counters.stats(now, &imported);
+                                self.broadcast(&FrustOut::Stats(stats)).await;
+                            }
+                            Err(e) => tracing::error!(error = %e, "cannot read imported counts: no hourly stats"),
+                        }
                         next_hour = hour_deadline(&clock);
                     },
                     _ = sleep_until(drain_deadline) => break,

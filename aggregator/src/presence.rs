@@ -102,7 +102,7 @@ impl Sessions {
                     s.clicks += 1;
                 }
             }
-            Fact::FrustEvent { session, .. } => {
+            Fact::FrustEvent { session, .. } | Fact::FrustEphemeral { session, .. } => {
                 if let Some(s) = self.sessions.get_mut(session) {
                     s.events += 1;
                 }

@@ -36,6 +36,11 @@ pub fn describe() {
         "Fan-out messages seen twice (redeliveries) and dropped, by API"
     );
     describe_counter!(
+        "switchyard_chat_fanout_late_total",
+        "Chat room messages that reached this edge after a later one of their room and were not \
+         shown live (they are in history)"
+    );
+    describe_counter!(
         "switchyard_slow_consumer_disconnects_total",
         "Clients disconnected because they did not read fast enough, by API"
     );
@@ -80,6 +85,7 @@ pub fn describe() {
         "One fan-out pass over local sockets (per shard), by API"
     );
 
+    metrics::counter!("switchyard_chat_fanout_late_total").absolute(0);
     for api in ["frust", "chat"] {
         metrics::gauge!("switchyard_connections", "api" => api).increment(0.0);
         // Registered (empty) so the latency panels and rules have a series from the start.

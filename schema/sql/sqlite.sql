@@ -70,3 +70,33 @@ CREATE TABLE IF NOT EXISTS chat_messages (
     sent_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chat_messages_by_room ON chat_messages (room_id, seq);
+
+-- Ephemeral events (configured names, e.g. rickroll): a tally row each, so a recount keeps
+-- counting them in the totals and hours; never listed, never counted per user.
+CREATE TABLE IF NOT EXISTS frust_ephemeral_events (
+    id        TEXT PRIMARY KEY,
+    user      TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    timestamp INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Counters of the rows `switchyard import` brought from an original Frust database (ids
+-- `frust-import-*`): absolute values written at the end of each import, added to the
+-- aggregator's counters when served. The aggregator and its checkpoint never see them.
+CREATE TABLE IF NOT EXISTS frust_imported_totals (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    click_total INTEGER NOT NULL,
+    event_total INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS frust_imported_hours (
+    hour        INTEGER PRIMARY KEY,
+    click_count INTEGER NOT NULL,
+    event_count INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS frust_imported_users (
+    name        TEXT PRIMARY KEY,
+    click_count INTEGER NOT NULL,
+    event_count INTEGER NOT NULL
+) WITHOUT ROWID;

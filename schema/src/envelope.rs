@@ -54,6 +54,14 @@ pub enum Inbound {
         session: String,
         event: Event,
     },
+    /// An event whose name is configured ephemeral: shown, counted in the totals and hours
+    /// (the original counted them before its "ephemeral" check), but kept out of the events
+    /// list, the per-user counts and the toasts.
+    FrustEphemeral {
+        id: String,
+        session: String,
+        event: Event,
+    },
     /// A chat message; its id is the packet id.
     ChatMessage {
         message: ChatMessage,
@@ -64,7 +72,9 @@ pub enum Inbound {
 impl Inbound {
     pub fn id(&self) -> &str {
         match self {
-            Inbound::FrustClick { id, .. } | Inbound::FrustEvent { id, .. } => id,
+            Inbound::FrustClick { id, .. }
+            | Inbound::FrustEvent { id, .. }
+            | Inbound::FrustEphemeral { id, .. } => id,
             Inbound::ChatMessage { message, .. } => &message.id,
         }
     }
@@ -72,7 +82,9 @@ impl Inbound {
     /// The API it came from (the `api` label of the metrics).
     pub fn api(&self) -> &'static str {
         match self {
-            Inbound::FrustClick { .. } | Inbound::FrustEvent { .. } => "frust",
+            Inbound::FrustClick { .. }
+            | Inbound::FrustEvent { .. }
+            | Inbound::FrustEphemeral { .. } => "frust",
             Inbound::ChatMessage { .. } => "chat",
         }
     }
@@ -108,6 +120,12 @@ pub enum Fact {
         id: String,
         session: String,
         user: String,
+        timestamp: i64,
+    },
+    /// An ephemeral event: counts in the totals, the hour and the session, not for the user.
+    FrustEphemeral {
+        id: String,
+        session: String,
         timestamp: i64,
     },
     ChatMessage {

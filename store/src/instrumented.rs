@@ -11,8 +11,8 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 use crate::{
-    CounterUpdate, HourCount, Page, Placement, Store, StoreResult, StoredChatMessage, StoredClick,
-    StoredEvent, Totals,
+    CounterUpdate, HourCount, ImportedCounters, ImportedCounts, Page, Placement, Store,
+    StoreResult, StoredChatMessage, StoredClick, StoredEvent, Totals,
 };
 
 /// Wraps an adapter; `open` returns every store wrapped in one.
@@ -101,6 +101,38 @@ impl<S: Store> Store for Instrumented<S> {
 
     async fn insert_event(&self, event: &StoredEvent) -> StoreResult<bool> {
         timed("insert_event", self.inner.insert_event(event)).await
+    }
+
+    async fn insert_ephemeral_event(&self, event: &StoredEvent) -> StoreResult<bool> {
+        timed(
+            "insert_ephemeral_event",
+            self.inner.insert_ephemeral_event(event),
+        )
+        .await
+    }
+
+    async fn insert_imported(
+        &self,
+        clicks: &[StoredClick],
+        events: &[StoredEvent],
+    ) -> StoreResult<u64> {
+        timed(
+            "insert_imported",
+            self.inner.insert_imported(clicks, events),
+        )
+        .await
+    }
+
+    async fn save_imported(&self, counters: &ImportedCounters) -> StoreResult<()> {
+        timed("save_imported", self.inner.save_imported(counters)).await
+    }
+
+    async fn imported_counts(&self, since: i64) -> StoreResult<ImportedCounts> {
+        timed("imported_counts", self.inner.imported_counts(since)).await
+    }
+
+    async fn imported_users(&self) -> StoreResult<Vec<UserRow>> {
+        timed("imported_users", self.inner.imported_users()).await
     }
 
     async fn clicks_since(&self, since: i64, limit: u32) -> StoreResult<Vec<Click>> {

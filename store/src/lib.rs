@@ -1,6 +1,7 @@
 //! The store port: everything the roles persist or read, and its adapters. Writes are idempotent
 //! on packet ids; counters are absolute values saved with the stream sequence they include.
 
+mod imported;
 mod instrumented;
 pub mod scylla;
 pub mod sqlite;
@@ -13,6 +14,7 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 pub use self::scylla::ScyllaStore;
+pub use imported::{add_users, served_counts, served_users, ImportedCounters, ImportedCounts};
 pub use instrumented::{describe as describe_metrics, Instrumented};
 pub use sqlite::SqliteStore;
 
@@ -94,6 +96,23 @@ pub trait Store: Send + Sync + 'static {
     /// inserts of one id may both say `true` on ScyllaDB; the click is stored once either way.)
     async fn insert_click(&self, click: &StoredClick) -> StoreResult<bool>;
     async fn insert_event(&self, event: &StoredEvent) -> StoreResult<bool>;
+    /// Stores an ephemeral event as a tally row only: counted by recounts, never listed; `false`
+    /// when it was stored already.
+    async fn insert_ephemeral_event(&self, event: &StoredEvent) -> StoreResult<bool>;
+    /// Stores clicks and events brought from an original Frust database (ids from
+    /// `switchyard_schema::id::imported_*_id`), idempotently, as one batch; returns how many
+    /// were new. They count through [`Store::save_imported`], never through the aggregator.
+    async fn insert_imported(
+        &self,
+        clicks: &[StoredClick],
+        events: &[StoredEvent],
+    ) -> StoreResult<u64>;
+    /// Replaces the imported counters with `counters` (absolute values).
+    async fn save_imported(&self, counters: &ImportedCounters) -> StoreResult<()>;
+    /// Imported totals and the imported hours with `hour >= since`, any order.
+    async fn imported_counts(&self, since: i64) -> StoreResult<ImportedCounts>;
+    /// Imported per-user counts.
+    async fn imported_users(&self) -> StoreResult<Vec<UserRow>>;
     /// Clicks with `timestamp >= since`, newest first, at most `limit`.
     async fn clicks_since(&self, since: i64, limit: u32) -> StoreResult<Vec<Click>>;
     async fn events_since(&self, since: i64, limit: u32) -> StoreResult<Vec<Event>>;
@@ -108,7 +127,8 @@ pub trait Store: Send + Sync + 'static {
     async fn save_counters(&self, update: &CounterUpdate) -> StoreResult<()>;
     /// The FACTS sequence each of `ids` was counted at, for the ids that were counted.
     async fn counted_facts(&self, ids: &[String]) -> StoreResult<HashMap<String, u64>>;
-    /// Recomputes every counter from the stored clicks and events and resets the applied
+    /// Recomputes every counter from the stored clicks and events (ephemeral tally rows
+    /// included, imported rows not: they have their own counters) and resets the applied
     /// sequence to 0. For a bus whose streams do not outlive the process (embedded mode).
     async fn rebuild_counters(&self) -> StoreResult<()>;
 

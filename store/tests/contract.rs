@@ -12,8 +12,8 @@ use futures::FutureExt;
 use switchyard_schema::chat::{ChatMessage, HistoryQuery, Order, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 use switchyard_store::{
-    CountedFact, CounterUpdate, HourCount, Page, SqliteStore, Store, StoreError, StoredChatMessage,
-    StoredClick, StoredEvent, Totals,
+    CountedFact, CounterUpdate, HourCount, ImportedCounters, ImportedCounts, Page, SqliteStore,
+    Store, StoreError, StoredChatMessage, StoredClick, StoredEvent, Totals,
 };
 
 const DAY: i64 = 86_400;
@@ -51,6 +51,7 @@ async fn contract(store: Arc<dyn Store>) {
     inserts_are_idempotent_and_read_newest_first(store).await;
     counters_round_trip_with_checkpoint(store).await;
     counted_marks_keep_the_first_sequence(store).await;
+    imported_rows_and_counters_stay_apart(store).await;
     rebuild_recounts_from_rows(store).await;
     reads_cross_midnight_both_ways(store).await;
     reads_span_many_pages_in_order(store).await;
@@ -280,6 +281,74 @@ async fn counted_marks_keep_the_first_sequence(store: &dyn Store) {
     );
 }
 
+/// Imported rows are stored like live ones but counted only through the imported counters;
+/// an ephemeral event's tally row is never listed (the recount below counts it).
+async fn imported_rows_and_counters_stay_apart(store: &dyn Store) {
+    use switchyard_schema::id::{imported_click_id, imported_event_id};
+    let old = DAY * 10_000;
+    let clicks = [
+        click(&imported_click_id(1), "ann", old + 1),
+        click(&imported_click_id(2), "ann", old + 3601),
+    ];
+    let events = [event(&imported_event_id(1), "ann", old + 2)];
+    assert_eq!(store.insert_imported(&clicks, &events).await.unwrap(), 3);
+    assert_eq!(store.insert_imported(&clicks, &events).await.unwrap(), 0);
+    assert_eq!(store.clicks_since(old, 10).await.unwrap().len(), 2 + 3);
+
+    let user = |name: &str, c, e| UserRow {
+        name: name.into(),
+        click_count: c,
+        event_count: e,
+    };
+    let hour = |hour, clicks, events| HourCount {
+        hour,
+        clicks,
+        events,
+    };
+    let first = ImportedCounters {
+        counts: ImportedCounts {
+            clicks: 9,
+            events: 9,
+            hours: vec![hour(old - 3600, 9, 9)],
+        },
+        users: vec![user("zed", 9, 9)],
+    };
+    store.save_imported(&first).await.unwrap();
+    let second = ImportedCounters {
+        counts: ImportedCounts {
+            clicks: 2,
+            events: 2,
+            hours: vec![hour(old, 1, 2), hour(old + 3600, 1, 0)],
+        },
+        users: vec![user("ann", 2, 1)],
+    };
+    store.save_imported(&second).await.unwrap();
+    let counts = store.imported_counts(old).await.unwrap();
+    let mut hours = counts.hours.clone();
+    hours.sort_by_key(|h| h.hour);
+    assert_eq!(
+        (counts.clicks, counts.events),
+        (2, 2),
+        "replaced, not added"
+    );
+    assert_eq!(hours, second.counts.hours, "the old hours are gone");
+    assert_eq!(
+        store.imported_counts(old + 3600).await.unwrap().hours.len(),
+        1
+    );
+    assert_eq!(store.imported_users().await.unwrap(), second.users);
+
+    let day = DAY * 20_000;
+    let rickroll = event("04-e", "bob", day + 7);
+    assert!(store.insert_ephemeral_event(&rickroll).await.unwrap());
+    assert!(!store.insert_ephemeral_event(&rickroll).await.unwrap());
+    let listed = store.events_since(day, 10).await.unwrap();
+    assert!(
+        listed.iter().all(|e| e.timestamp != day + 7),
+        "never listed"
+    );
+}
+
 async fn rebuild_recounts_from_rows(store: &dyn Store) {
     store.rebuild_counters().await.unwrap();
     let totals = store.totals().await.unwrap();
@@ -288,8 +357,9 @@ async fn rebuild_recounts_from_rows(store: &dyn Store) {
         Totals {
             applied_seq: 0,
             clicks: 3,
-            events: 1
-        }
+            events: 2
+        },
+        "the rows and the ephemeral tally; the imported rows have counters of their own"
     );
     let users = store.users().await.unwrap();
     assert_eq!(
@@ -322,7 +392,7 @@ async fn rebuild_recounts_from_rows(store: &dyn Store) {
             HourCount {
                 hour: day,
                 clicks: 2,
-                events: 1
+                events: 2
             },
         ],
         "hours without rows are gone"

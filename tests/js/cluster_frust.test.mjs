@@ -149,15 +149,15 @@ it('REST on either edge agrees: current_stats, users, latest clicks and events, 
     for (let i = 0; i < 2; i++) await click(y, { user: bob, comment: `b${i}` });
     await event(y, { user: bob, name: 'party' });
     await event(y, { user: bob, name: 'party' });
-    // Ephemeral: broadcast to both edges, neither stored nor counted (from a socket of its own,
-    // so the session counts below need not decide whether it counts for the session).
+    // Ephemeral: broadcast to both edges, neither stored nor counted per user, but counted in the
+    // stats and hours, once (from a socket of its own, so the session counts below stay simple).
     const [z] = await connectAll([[1, 4, 'websocket']]);
     const rick = await eventAndWait(z, { user: uid('z'), name: 'rickroll' }, WAIT_MS);
     await x.waitFor('event', (e) => e.user === rick.user && e.name === 'rickroll', WAIT_MS);
     z.close();
 
     const N = sent.clicks.length;
-    const M = sent.events.length;
+    const M = sent.events.length + 1; // and the ephemeral one
     const users = new Map();
     for (const k of sent.clicks) {
       const u = users.get(k.user) ?? { name: k.user, click_count: 0, event_count: 0 };

@@ -88,10 +88,12 @@ it('clicks and events show up in latest_clicks/events, users, current_stats and 
       clicks.push(await clickAndWait(b, { user: bob, comment: 'hi' }));
       clicks.push(await clickAndWait(b, { user: bob }));
       events.push(await eventAndWait(b, { user: bob, name: 'confetti' }));
-      await eventAndWait(b, { user: bob, name: 'rickroll' }); // ephemeral: not stored, not counted
+      // Ephemeral: not stored, not counted per user, but counted in the stats and hours (as the
+      // original did).
+      await eventAndWait(b, { user: bob, name: 'rickroll' });
       for (const x of [...clicks, ...events]) assertRecent(x.timestamp, srv);
       const N = clicks.length; // 9
-      const M = events.length; // 3
+      const M = events.length + 1; // 3 stored, 1 ephemeral
 
       await eventually(async () => {
         assert.deepEqual(await getJson(srv, '/api/current_stats'), {
@@ -190,7 +192,7 @@ it('online_users: one entry per connected socket with session counts; name null 
     }
   }));
 
-it('ephemeral events are neither stored nor counted by default (rickroll, exmatrikulieren)', () =>
+it('ephemeral events (rickroll, exmatrikulieren) count in stats and hours, but are neither stored nor counted per user', () =>
   fresh(async (srv) => {
     const a = await connect(srv, 4, 'websocket');
     try {
@@ -201,11 +203,17 @@ it('ephemeral events are neither stored nor counted by default (rickroll, exmatr
       await eventually(async () => {
         assert.deepEqual(await getJson(srv, '/api/latest_events'), [kept]);
         const s = await getJson(srv, '/api/current_stats');
-        assert.deepEqual([s.event_count_total, s.event_count_today, s.event_count_hour], [1, 1, 1]);
+        assert.deepEqual([s.event_count_total, s.event_count_today, s.event_count_hour], [3, 3, 3]);
         assert.deepEqual(await getJson(srv, '/api/users'), [{ name: u, click_count: 0, event_count: 1 }]);
-      }, { what: 'only the non-ephemeral event counted' });
+      }, { what: 'all three in the stats, only the stored one for the user' });
       const rows = await getJson(srv, '/api/latest_hours');
-      assert.equal(rows.at(-1).event_count, 1);
+      assert.deepEqual([rows.at(-1).event_count, rows.at(-1).event_count_total], [3, 3]);
+      // A restart recounts from the stored rows (embedded mode): the ephemeral ones stay counted.
+      await srv.restart();
+      await eventually(async () => {
+        const s = await getJson(srv, '/api/current_stats');
+        assert.deepEqual([s.event_count_total, s.event_count_today, s.event_count_hour], [3, 3, 3]);
+      }, { what: 'still counted after a restart' });
     } finally {
       a.close();
     }
@@ -227,8 +235,8 @@ it('SWITCHYARD_EPHEMERAL_EVENTS replaces the ephemeral list', () =>
       assert.deepEqual(obs.all('message', () => true, { from }).map((m) => m.text), [`${u} triggered rickroll!`]);
       await eventually(async () => {
         assert.deepEqual(await getJson(srv, '/api/latest_events'), [kept]);
-        assert.equal((await getJson(srv, '/api/current_stats')).event_count_total, 1);
-      }, { what: 'only rickroll stored' });
+        assert.equal((await getJson(srv, '/api/current_stats')).event_count_total, 2);
+      }, { what: 'only rickroll stored, both counted' });
     } finally {
       obs.close();
       a.close();

@@ -277,6 +277,16 @@ impl Worker {
                 })
                 .await
                 .map(unplaced),
+            // A tally row, so a recount from the stored rows (embedded mode, at every start)
+            // keeps counting it; never listed.
+            Inbound::FrustEphemeral { id, event, .. } => self
+                .store
+                .insert_ephemeral_event(&StoredEvent {
+                    id: id.clone(),
+                    event: event.clone(),
+                })
+                .await
+                .map(unplaced),
             Inbound::ChatMessage {
                 message,
                 sent_at_ms,
@@ -449,6 +459,14 @@ fn fact_of(packet: &Inbound) -> (&'static str, Fact) {
                 timestamp: event.timestamp,
             },
         ),
+        Inbound::FrustEphemeral { id, session, event } => (
+            FACTS_FRUST,
+            Fact::FrustEphemeral {
+                id: id.clone(),
+                session: session.clone(),
+                timestamp: event.timestamp,
+            },
+        ),
         Inbound::ChatMessage { message, .. } => (
             FACTS_CHAT,
             Fact::ChatMessage {
@@ -488,6 +506,8 @@ fn fan_out_of(packet: &Inbound, position: Option<i64>) -> Option<(String, Bytes)
                 FrustOut::Message(event_toast(user, name)),
             ])
         }
+        // Shown as it happened, without the toast (the original's behaviour).
+        Inbound::FrustEphemeral { event, .. } => frust(vec![FrustOut::Event(event.clone())]),
         Inbound::ChatMessage { message, .. } => {
             let out = ChatOut {
                 target: ChatTarget::Room {

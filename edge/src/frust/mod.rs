@@ -131,14 +131,12 @@ impl FrustEdge {
         self.closing.cancel();
     }
 
-    /// Stats as of now, from the aggregator's stored counters.
+    /// Stats as of now, from the aggregator's stored counters plus the imported ones.
     pub async fn current_stats(&self) -> StoreResult<Stats> {
         let now = self.clock.now();
-        let totals = self.store.totals().await?;
-        let hours: Vec<(i64, i64, i64)> = self
-            .store
-            .hours_since(clock::day_start(now))
-            .await?
+        let (totals, hours) =
+            switchyard_store::served_counts(&*self.store, clock::day_start(now)).await?;
+        let hours: Vec<(i64, i64, i64)> = hours
             .into_iter()
             .map(|h| (h.hour, h.clicks, h.events))
             .collect();

@@ -102,12 +102,10 @@ async fn latest_hours(State(edge): Ctx) -> Response {
     let now = edge.clock.now();
     let from = day_start(now) - 6 * DAY;
     cached(&edge, "latest_hours", || async {
-        let totals = edge.store.totals().await.map_err(|e| e.to_string())?;
-        let hours: Vec<(i64, i64, i64)> = edge
-            .store
-            .hours_since(from)
+        let (totals, hours) = switchyard_store::served_counts(&*edge.store, from)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let hours: Vec<(i64, i64, i64)> = hours
             .into_iter()
             .map(|h| (h.hour, h.clicks, h.events))
             .collect();
@@ -124,7 +122,9 @@ async fn latest_hours(State(edge): Ctx) -> Response {
 
 async fn users(State(edge): Ctx) -> Response {
     cached(&edge, "users", || async {
-        edge.store.users().await.map_err(|e| e.to_string())
+        switchyard_store::served_users(&*edge.store)
+            .await
+            .map_err(|e| e.to_string())
     })
     .await
 }

@@ -431,17 +431,13 @@ async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) -> Result
         name: event.name,
         timestamp: edge.clock.now(),
     };
-    if edge.ephemeral_events.contains(&event.name) {
-        // Shown to everyone, but neither stored, counted nor toasted.
-        return edge.broadcast(&FrustOut::Event(event)).await.map_err(|e| {
-            tracing::warn!(error = %e, "ephemeral event broadcast failed");
-            Refusal::Unavailable
-        });
-    }
-    let packet = Inbound::FrustEvent {
-        id: new_packet_id(),
-        session: session.id.clone(),
-        event,
+    let (id, session) = (new_packet_id(), session.id.clone());
+    // Ephemeral names go the same durable, exactly-once way as every counted packet: the
+    // original counted them in the totals and hours (not per user, no row, no toast).
+    let packet = if edge.ephemeral_events.contains(&event.name) {
+        Inbound::FrustEphemeral { id, session, event }
+    } else {
+        Inbound::FrustEvent { id, session, event }
     };
     publish_inbound(edge, IN_FRUST_EVENT, &packet).await
 }

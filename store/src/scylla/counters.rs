@@ -9,6 +9,7 @@ use ::scylla::statement::prepared::PreparedStatement;
 use futures::stream::TryStreamExt;
 use switchyard_schema::clock::hour_start;
 use switchyard_schema::frust::UserRow;
+use switchyard_schema::id::is_imported;
 
 use super::keys::{hour_period, user_bucket, SHARDS, USER_BUCKETS};
 use super::statements::Series;
@@ -169,7 +170,13 @@ impl ScyllaStore {
     /// aggregator resumes from its checkpoint instead.
     pub(super) async fn recount(&self) -> StoreResult<()> {
         let clicks = self.tally(&self.st.clicks).await?;
-        let events = self.tally(&self.st.events).await?;
+        let mut events = self.tally(&self.st.events).await?;
+        // Ephemeral events count in the hours and totals, for no user.
+        let ephemeral = self.tally(&self.st.ephemeral_events).await?;
+        events.total += ephemeral.total;
+        for (hour, n) in ephemeral.hours {
+            *events.hours.entry(hour).or_default() += n;
+        }
 
         let mut hours: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         for (&hour, &n) in &clicks.hours {
@@ -232,7 +239,8 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// Counts every row of a series: each day that has rows, its shards read at once.
+    /// Counts every row of a series: each day that has rows, its shards read at once. Imported
+    /// rows are left out: they have their own counters (`frust_imported_*`).
     async fn tally(&self, series: &Series) -> StoreResult<Tally> {
         let op = "rebuild_counters";
         let days: Vec<(i32,)> = self
@@ -243,13 +251,19 @@ impl ScyllaStore {
         for (day,) in days {
             let shards = (0..SHARDS).map(|shard| {
                 self.db
-                    .rows::<(String, i64), _>(op, &series.scan, (day, shard))
-                    .try_fold(Tally::default(), |mut t, (user, timestamp)| async move {
-                        t.total += 1;
-                        *t.hours.entry(hour_start(timestamp)).or_default() += 1;
-                        *t.users.entry(user).or_default() += 1;
-                        Ok(t)
-                    })
+                    .rows::<(String, i64, String), _>(op, &series.scan, (day, shard))
+                    .try_fold(
+                        Tally::default(),
+                        |mut t, (user, timestamp, id)| async move {
+                            if is_imported(&id) {
+                                return Ok(t);
+                            }
+                            t.total += 1;
+                            *t.hours.entry(hour_start(timestamp)).or_default() += 1;
+                            *t.users.entry(user).or_default() += 1;
+                            Ok(t)
+                        },
+                    )
             });
             for shard in futures::future::try_join_all(shards).await? {
                 tally.total += shard.total;

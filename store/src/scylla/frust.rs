@@ -43,17 +43,28 @@ impl ScyllaStore {
     }
 
     pub(super) async fn put_event(&self, stored: &StoredEvent) -> StoreResult<bool> {
+        self.put_event_into(&self.st.events, "insert_event", stored)
+            .await
+    }
+
+    /// An ephemeral event's tally row: same shape as an event, another table.
+    pub(super) async fn put_ephemeral_event(&self, stored: &StoredEvent) -> StoreResult<bool> {
+        self.put_event_into(&self.st.ephemeral_events, "insert_ephemeral_event", stored)
+            .await
+    }
+
+    async fn put_event_into(
+        &self,
+        series: &Series,
+        op: &'static str,
+        stored: &StoredEvent,
+    ) -> StoreResult<bool> {
         let e = &stored.event;
-        let Some((day, shard)) = self
-            .absent(&self.st.events, "insert_event", &stored.id, e.timestamp)
-            .await?
-        else {
+        let Some((day, shard)) = self.absent(series, op, &stored.id, e.timestamp).await? else {
             return Ok(false);
         };
         let values = (day, shard, e.timestamp, &stored.id, &e.user, &e.name);
-        self.db
-            .execute("insert_event", &self.st.events.insert, &values)
-            .await?;
+        self.db.execute(op, &series.insert, &values).await?;
         Ok(true)
     }
 

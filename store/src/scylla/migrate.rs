@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_counted",
         cql: include_str!("../../../schema/cql/0004_counted.cql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_import",
+        cql: include_str!("../../../schema/cql/0005_import.cql"),
+    },
 ];
 
 /// The schema version this build reads and writes.

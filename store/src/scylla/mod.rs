@@ -11,6 +11,7 @@ mod chat;
 mod counters;
 mod exec;
 mod frust;
+mod imported;
 mod keys;
 mod merge;
 mod migrate;
@@ -26,8 +27,8 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 use crate::{
-    CounterUpdate, HourCount, Page, Placement, Store, StoreResult, StoredChatMessage, StoredClick,
-    StoredEvent, Totals,
+    CounterUpdate, HourCount, ImportedCounters, ImportedCounts, Page, Placement, Store,
+    StoreResult, StoredChatMessage, StoredClick, StoredEvent, Totals,
 };
 use exec::Db;
 use statements::Statements;
@@ -80,6 +81,30 @@ impl Store for ScyllaStore {
 
     async fn insert_event(&self, event: &StoredEvent) -> StoreResult<bool> {
         self.put_event(event).await
+    }
+
+    async fn insert_ephemeral_event(&self, event: &StoredEvent) -> StoreResult<bool> {
+        self.put_ephemeral_event(event).await
+    }
+
+    async fn insert_imported(
+        &self,
+        clicks: &[StoredClick],
+        events: &[StoredEvent],
+    ) -> StoreResult<u64> {
+        self.put_imported(clicks, events).await
+    }
+
+    async fn save_imported(&self, counters: &ImportedCounters) -> StoreResult<()> {
+        self.write_imported(counters).await
+    }
+
+    async fn imported_counts(&self, since: i64) -> StoreResult<ImportedCounts> {
+        self.read_imported_counts(since).await
+    }
+
+    async fn imported_users(&self) -> StoreResult<Vec<UserRow>> {
+        self.read_imported_users("imported_users").await
     }
 
     async fn clicks_since(&self, since: i64, limit: u32) -> StoreResult<Vec<Click>> {

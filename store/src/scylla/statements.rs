@@ -16,7 +16,7 @@ pub struct Series {
     pub insert: PreparedStatement,
     /// Newest first within one (day, shard), `timestamp >= ?`, `LIMIT ?`.
     pub read: PreparedStatement,
-    /// `user, timestamp` of every row of one (day, shard), for recounts.
+    /// `user, timestamp, id` of every row of one (day, shard), for recounts.
     pub scan: PreparedStatement,
 }
 
@@ -37,6 +37,12 @@ const CLICKS: SeriesSpec = SeriesSpec {
 const EVENTS: SeriesSpec = SeriesSpec {
     kind: "event",
     table: "frust_events",
+    payload: &["user", "name"],
+};
+
+const EPHEMERAL_EVENTS: SeriesSpec = SeriesSpec {
+    kind: "ephemeral",
+    table: "frust_ephemeral_events",
     payload: &["user", "name"],
 };
 
@@ -67,7 +73,7 @@ impl SeriesSpec {
 
     fn scan(&self) -> String {
         format!(
-            "SELECT user, timestamp FROM {} WHERE day = ? AND shard = ?",
+            "SELECT user, timestamp, id FROM {} WHERE day = ? AND shard = ?",
             self.table
         )
     }
@@ -88,6 +94,7 @@ impl Series {
 pub struct Statements {
     pub clicks: Series,
     pub events: Series,
+    pub ephemeral_events: Series,
     pub day_insert: PreparedStatement,
     pub days_since: PreparedStatement,
 
@@ -102,6 +109,15 @@ pub struct Statements {
     pub users_read: PreparedStatement,
     pub counted_insert: PreparedStatement,
     pub counted_read: PreparedStatement,
+
+    pub imported_totals_read: PreparedStatement,
+    pub imported_totals_write: PreparedStatement,
+    pub imported_hour_upsert: PreparedStatement,
+    pub imported_hour_delete: PreparedStatement,
+    pub imported_hours_read: PreparedStatement,
+    pub imported_user_upsert: PreparedStatement,
+    pub imported_user_delete: PreparedStatement,
+    pub imported_users_read: PreparedStatement,
 
     pub room_insert: PreparedStatement,
     pub room_read: PreparedStatement,
@@ -165,6 +181,7 @@ impl Statements {
         Ok(Self {
             clicks: Series::prepare(&p, &CLICKS).await?,
             events: Series::prepare(&p, &EVENTS).await?,
+            ephemeral_events: Series::prepare(&p, &EPHEMERAL_EVENTS).await?,
             day_insert: p
                 .idem("INSERT INTO frust_days (kind, day) VALUES (?, ?)")
                 .await?,
@@ -226,6 +243,49 @@ impl Statements {
                 .await?,
             counted_read: p
                 .idem("SELECT seq FROM aggregator_counted WHERE id = ?")
+                .await?,
+
+            imported_totals_read: p
+                .idem(
+                    "SELECT click_total, event_total, hour_periods \
+                     FROM frust_imported_totals WHERE id = 1",
+                )
+                .await?,
+            imported_totals_write: p
+                .idem(
+                    "UPDATE frust_imported_totals SET click_total = ?, event_total = ?, \
+                     hour_periods = ? WHERE id = 1",
+                )
+                .await?,
+            imported_hour_upsert: p
+                .idem(
+                    "INSERT INTO frust_imported_hours (period, hour, click_count, event_count) \
+                     VALUES (?, ?, ?, ?)",
+                )
+                .await?,
+            imported_hour_delete: p
+                .idem("DELETE FROM frust_imported_hours WHERE period = ? AND hour = ?")
+                .await?,
+            imported_hours_read: p
+                .idem(
+                    "SELECT hour, click_count, event_count FROM frust_imported_hours \
+                     WHERE period = ? AND hour >= ?",
+                )
+                .await?,
+            imported_user_upsert: p
+                .idem(
+                    "INSERT INTO frust_imported_users (bucket, name, click_count, event_count) \
+                     VALUES (?, ?, ?, ?)",
+                )
+                .await?,
+            imported_user_delete: p
+                .idem("DELETE FROM frust_imported_users WHERE bucket = ? AND name = ?")
+                .await?,
+            imported_users_read: p
+                .idem(
+                    "SELECT name, click_count, event_count FROM frust_imported_users \
+                     WHERE bucket = ?",
+                )
                 .await?,
 
             room_insert: p
@@ -335,7 +395,8 @@ impl Statements {
 mod tests {
     use super::*;
 
-    /// The generated CQL must stay byte-for-byte the statements written out by hand before.
+    /// The generated CQL must stay byte-for-byte the statements written out by hand before
+    /// (the scans read the id since the import: recounts skip imported rows).
     #[test]
     fn series_cql_is_unchanged() {
         assert_eq!(
@@ -354,7 +415,7 @@ mod tests {
         );
         assert_eq!(
             CLICKS.scan(),
-            "SELECT user, timestamp FROM frust_clicks WHERE day = ? AND shard = ?"
+            "SELECT user, timestamp, id FROM frust_clicks WHERE day = ? AND shard = ?"
         );
         assert_eq!(
             EVENTS.exists(),
@@ -372,8 +433,16 @@ mod tests {
         );
         assert_eq!(
             EVENTS.scan(),
-            "SELECT user, timestamp FROM frust_events WHERE day = ? AND shard = ?"
+            "SELECT user, timestamp, id FROM frust_events WHERE day = ? AND shard = ?"
         );
-        assert_eq!((CLICKS.kind, EVENTS.kind), ("click", "event"));
+        assert_eq!(
+            EPHEMERAL_EVENTS.insert(),
+            "INSERT INTO frust_ephemeral_events (day, shard, timestamp, id, user, name) \
+             VALUES (?, ?, ?, ?, ?, ?)"
+        );
+        assert_eq!(
+            (CLICKS.kind, EVENTS.kind, EPHEMERAL_EVENTS.kind),
+            ("click", "event", "ephemeral")
+        );
     }
 }

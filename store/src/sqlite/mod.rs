@@ -14,8 +14,8 @@ use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
 
 use crate::{
-    CounterUpdate, HourCount, Page, Placement, Store, StoreError, StoreResult, StoredChatMessage,
-    StoredClick, StoredEvent, Totals,
+    CounterUpdate, HourCount, ImportedCounters, ImportedCounts, Page, Placement, Store, StoreError,
+    StoreResult, StoredChatMessage, StoredClick, StoredEvent, Totals,
 };
 use writer::{WriteOp, Writer};
 
@@ -123,6 +123,77 @@ impl Store for SqliteStore {
 
     async fn insert_event(&self, event: &StoredEvent) -> StoreResult<bool> {
         self.writer.run(WriteOp::InsertEvent(event.clone())).await
+    }
+
+    async fn insert_ephemeral_event(&self, event: &StoredEvent) -> StoreResult<bool> {
+        self.writer
+            .run(WriteOp::InsertEphemeralEvent(event.clone()))
+            .await
+    }
+
+    async fn insert_imported(
+        &self,
+        clicks: &[StoredClick],
+        events: &[StoredEvent],
+    ) -> StoreResult<u64> {
+        self.writer
+            .run(WriteOp::InsertImported(clicks.to_vec(), events.to_vec()))
+            .await
+    }
+
+    async fn save_imported(&self, counters: &ImportedCounters) -> StoreResult<()> {
+        self.writer
+            .run(WriteOp::SaveImported(counters.clone()))
+            .await
+    }
+
+    async fn imported_counts(&self, since: i64) -> StoreResult<ImportedCounts> {
+        self.read(move |c| {
+            let (clicks, events) = c
+                .prepare_cached(
+                    "SELECT click_total, event_total FROM frust_imported_totals WHERE id = 1",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok((0, 0)),
+                    e => Err(e),
+                })?;
+            let mut stmt = c.prepare_cached(
+                "SELECT hour, click_count, event_count FROM frust_imported_hours WHERE hour >= ?1",
+            )?;
+            let hours = stmt
+                .query_map([since], |r| {
+                    Ok(HourCount {
+                        hour: r.get(0)?,
+                        clicks: r.get(1)?,
+                        events: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(ImportedCounts {
+                clicks,
+                events,
+                hours,
+            })
+        })
+        .await
+    }
+
+    async fn imported_users(&self) -> StoreResult<Vec<UserRow>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, click_count, event_count FROM frust_imported_users ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(UserRow {
+                    name: r.get(0)?,
+                    click_count: r.get(1)?,
+                    event_count: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     async fn clicks_since(&self, since: i64, limit: u32) -> StoreResult<Vec<Click>> {

@@ -7,8 +7,11 @@ use tokio::sync::oneshot;
 
 use switchyard_schema::chat::Room;
 
+use switchyard_schema::id::IMPORTED_PREFIX;
+
 use crate::{
-    CounterUpdate, Placement, StoreError, StoreResult, StoredChatMessage, StoredClick, StoredEvent,
+    CounterUpdate, ImportedCounters, Placement, StoreError, StoreResult, StoredChatMessage,
+    StoredClick, StoredEvent,
 };
 
 const MAX_BATCH: usize = 512;
@@ -16,6 +19,10 @@ const MAX_BATCH: usize = 512;
 pub(crate) enum WriteOp {
     InsertClick(StoredClick),
     InsertEvent(StoredEvent),
+    InsertEphemeralEvent(StoredEvent),
+    /// One import batch, in one transaction: thousands of rows for one commit.
+    InsertImported(Vec<StoredClick>, Vec<StoredEvent>),
+    SaveImported(ImportedCounters),
     SaveCounters(CounterUpdate),
     RebuildCounters,
     CreateRoom(Room),
@@ -29,6 +36,7 @@ pub(crate) enum WriteOp {
 pub(crate) enum Reply {
     Inserted(oneshot::Sender<StoreResult<bool>>),
     Placed(oneshot::Sender<StoreResult<Placement>>),
+    Counted(oneshot::Sender<StoreResult<u64>>),
     Done(oneshot::Sender<StoreResult<()>>),
 }
 
@@ -36,6 +44,7 @@ pub(crate) enum Reply {
 enum Outcome {
     Inserted(bool),
     Placed(Placement),
+    Counted(u64),
     Done,
 }
 
@@ -64,6 +73,13 @@ impl FromOutcome for Placement {
     fn channel() -> (Reply, oneshot::Receiver<StoreResult<Self>>) {
         let (tx, rx) = oneshot::channel();
         (Reply::Placed(tx), rx)
+    }
+}
+
+impl FromOutcome for u64 {
+    fn channel() -> (Reply, oneshot::Receiver<StoreResult<Self>>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply::Counted(tx), rx)
     }
 }
 
@@ -164,6 +180,12 @@ fn answer(reply: Reply, outcome: StoreResult<Outcome>) {
                 },
             }));
         }
+        Reply::Counted(tx) => {
+            let _ = tx.send(outcome.map(|o| match o {
+                Outcome::Counted(n) => n,
+                _ => 0,
+            }));
+        }
         Reply::Done(tx) => {
             let _ = tx.send(outcome.map(|_| ()));
         }
@@ -172,29 +194,26 @@ fn answer(reply: Reply, outcome: StoreResult<Outcome>) {
 
 fn apply(tx: &Transaction, op: WriteOp) -> rusqlite::Result<Outcome> {
     match op {
-        WriteOp::InsertClick(c) => {
-            let n = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO frust_clicks (id, user, comment, style, timestamp)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![
-                    c.id,
-                    c.click.user,
-                    c.click.comment,
-                    c.click.style,
-                    c.click.timestamp
-                ])?;
-            Ok(Outcome::Inserted(n == 1))
+        WriteOp::InsertClick(c) => Ok(Outcome::Inserted(insert_click(tx, &c)?)),
+        WriteOp::InsertEvent(e) => Ok(Outcome::Inserted(insert_event(tx, "frust_events", &e)?)),
+        WriteOp::InsertEphemeralEvent(e) => Ok(Outcome::Inserted(insert_event(
+            tx,
+            "frust_ephemeral_events",
+            &e,
+        )?)),
+        WriteOp::InsertImported(clicks, events) => {
+            let mut new = 0;
+            for c in &clicks {
+                new += u64::from(insert_click(tx, c)?);
+            }
+            for e in &events {
+                new += u64::from(insert_event(tx, "frust_events", e)?);
+            }
+            Ok(Outcome::Counted(new))
         }
-        WriteOp::InsertEvent(e) => {
-            let n = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO frust_events (id, user, name, timestamp)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![e.id, e.event.user, e.event.name, e.event.timestamp])?;
-            Ok(Outcome::Inserted(n == 1))
+        WriteOp::SaveImported(counters) => {
+            save_imported(tx, &counters)?;
+            Ok(Outcome::Done)
         }
         WriteOp::SaveCounters(u) => {
             save_counters(tx, &u)?;
@@ -261,6 +280,56 @@ fn apply(tx: &Transaction, op: WriteOp) -> rusqlite::Result<Outcome> {
     }
 }
 
+fn insert_click(tx: &Transaction, c: &StoredClick) -> rusqlite::Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO frust_clicks (id, user, comment, style, timestamp)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            c.id,
+            c.click.user,
+            c.click.comment,
+            c.click.style,
+            c.click.timestamp
+        ])?;
+    Ok(n == 1)
+}
+
+/// Into `frust_events` or the ephemeral tally (same columns).
+fn insert_event(tx: &Transaction, table: &str, e: &StoredEvent) -> rusqlite::Result<bool> {
+    let n = tx
+        .prepare_cached(&format!(
+            "INSERT OR IGNORE INTO {table} (id, user, name, timestamp) VALUES (?1, ?2, ?3, ?4)"
+        ))?
+        .execute(params![e.id, e.event.user, e.event.name, e.event.timestamp])?;
+    Ok(n == 1)
+}
+
+fn save_imported(tx: &Transaction, c: &ImportedCounters) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "DELETE FROM frust_imported_hours; DELETE FROM frust_imported_users;
+         DELETE FROM frust_imported_totals;",
+    )?;
+    tx.prepare_cached(
+        "INSERT INTO frust_imported_totals (id, click_total, event_total) VALUES (1, ?1, ?2)",
+    )?
+    .execute(params![c.counts.clicks, c.counts.events])?;
+    let mut hour = tx.prepare_cached(
+        "INSERT INTO frust_imported_hours (hour, click_count, event_count) VALUES (?1, ?2, ?3)",
+    )?;
+    for h in &c.counts.hours {
+        hour.execute(params![h.hour, h.clicks, h.events])?;
+    }
+    let mut user = tx.prepare_cached(
+        "INSERT INTO frust_imported_users (name, click_count, event_count) VALUES (?1, ?2, ?3)",
+    )?;
+    for u in &c.users {
+        user.execute(params![u.name, u.click_count, u.event_count])?;
+    }
+    Ok(())
+}
+
 fn add_member(tx: &Transaction, room_id: &str, user_id: &str) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT OR IGNORE INTO chat_members (room_id, user_id) VALUES (?1, ?2)")?
         .execute(params![room_id, user_id])?;
@@ -305,25 +374,35 @@ fn save_counters(tx: &Transaction, u: &CounterUpdate) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Imported rows are left out (they have their own counters); ephemeral tally rows count in
+/// the hours and totals, not per user.
 fn rebuild_counters(tx: &Transaction) -> rusqlite::Result<()> {
-    tx.execute_batch(
+    let live = format!("id NOT LIKE '{IMPORTED_PREFIX}%'");
+    tx.execute_batch(&format!(
         "DELETE FROM frust_hours;
          INSERT INTO frust_hours (hour, click_count, event_count)
            SELECT hour, SUM(c), SUM(e) FROM (
              SELECT timestamp - (timestamp % 3600) AS hour, 1 AS c, 0 AS e FROM frust_clicks
+               WHERE {live}
              UNION ALL
-             SELECT timestamp - (timestamp % 3600) AS hour, 0 AS c, 1 AS e FROM frust_events)
+             SELECT timestamp - (timestamp % 3600) AS hour, 0 AS c, 1 AS e FROM frust_events
+               WHERE {live}
+             UNION ALL
+             SELECT timestamp - (timestamp % 3600) AS hour, 0 AS c, 1 AS e
+               FROM frust_ephemeral_events)
            GROUP BY hour;
          DELETE FROM frust_users;
          INSERT INTO frust_users (name, click_count, event_count)
            SELECT user, SUM(c), SUM(e) FROM (
-             SELECT user, 1 AS c, 0 AS e FROM frust_clicks
+             SELECT user, 1 AS c, 0 AS e FROM frust_clicks WHERE {live}
              UNION ALL
-             SELECT user, 0 AS c, 1 AS e FROM frust_events)
+             SELECT user, 0 AS c, 1 AS e FROM frust_events WHERE {live})
            GROUP BY user;
          INSERT INTO aggregator_checkpoint (id, applied_seq, click_total, event_total)
-           VALUES (1, 0, (SELECT COUNT(*) FROM frust_clicks), (SELECT COUNT(*) FROM frust_events))
+           VALUES (1, 0, (SELECT COUNT(*) FROM frust_clicks WHERE {live}),
+                   (SELECT COUNT(*) FROM frust_events WHERE {live})
+                     + (SELECT COUNT(*) FROM frust_ephemeral_events))
            ON CONFLICT (id) DO UPDATE SET applied_seq = 0,
-             click_total = excluded.click_total, event_total = excluded.event_total;",
-    )
+             click_total = excluded.click_total, event_total = excluded.event_total;"
+    ))
 }
