@@ -589,21 +589,9 @@ fn env_of(command: &clap::Command, long: &str) -> Option<String> {
 
 impl Common {
     /// Checks between flags that clap cannot express one flag at a time.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.transport.sio_max_payload > self.transport.http_max_body {
-            return Err(format!(
-                "SWITCHYARD_SIO_MAX_PAYLOAD ({}) exceeds SWITCHYARD_HTTP_MAX_BODY ({}): polling \
-                 requests that Socket.IO accepts would be refused as HTTP bodies",
-                self.transport.sio_max_payload, self.transport.http_max_body
-            ));
-        }
-        if self.transport.conn_read_burst < self.transport.sio_max_payload {
-            return Err(format!(
-                "SWITCHYARD_CONN_READ_BURST ({}) is below SWITCHYARD_SIO_MAX_PAYLOAD ({}): one \
-                 allowed message would not fit in a burst",
-                self.transport.conn_read_burst, self.transport.sio_max_payload
-            ));
-        }
+    /// Settings that work but are likely not what was meant; logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
         for (rate, burst, rate_name, burst_name) in [
             (
                 self.rate_conn,
@@ -625,11 +613,29 @@ impl Common {
             ),
         ] {
             if burst < rate {
-                return Err(format!(
-                    "{burst_name} ({burst}) is below {rate_name} ({rate}): a burst holds at \
-                     least one second's worth"
+                warnings.push(format!(
+                    "{burst_name} ({burst}) is below {rate_name} ({rate}): the burst is raised \
+                     to the rate (a bucket holds at least one second's worth)"
                 ));
             }
+        }
+        warnings
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.transport.sio_max_payload > self.transport.http_max_body {
+            return Err(format!(
+                "SWITCHYARD_SIO_MAX_PAYLOAD ({}) exceeds SWITCHYARD_HTTP_MAX_BODY ({}): polling \
+                 requests that Socket.IO accepts would be refused as HTTP bodies",
+                self.transport.sio_max_payload, self.transport.http_max_body
+            ));
+        }
+        if self.transport.conn_read_burst < self.transport.sio_max_payload {
+            return Err(format!(
+                "SWITCHYARD_CONN_READ_BURST ({}) is below SWITCHYARD_SIO_MAX_PAYLOAD ({}): one \
+                 allowed message would not fit in a burst",
+                self.transport.conn_read_burst, self.transport.sio_max_payload
+            ));
         }
         if self.status_window_max_ms < self.status_window_ms {
             return Err(format!(

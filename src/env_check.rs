@@ -1,6 +1,6 @@
-//! Unknown `SWITCHYARD_*` environment variables are configuration mistakes (a typo such as
-//! `SWITCHYARD_STOER` would otherwise be ignored and the default used): refused at start with
-//! the closest known name.
+//! Unknown `SWITCHYARD_*` environment variables are likely configuration mistakes (a typo such
+//! as `SWITCHYARD_STOER` would otherwise be ignored and the default used): warned about at start
+//! with the closest known name.
 
 use std::collections::BTreeSet;
 
@@ -26,7 +26,7 @@ pub fn known(command: &clap::Command) -> BTreeSet<String> {
     names
 }
 
-/// The first unknown `SWITCHYARD_*` name in `vars`, as a one-line error.
+/// The first unknown `SWITCHYARD_*` name in `vars`, as a one-line warning.
 pub fn check(
     vars: impl IntoIterator<Item = String>,
     known: &BTreeSet<String>,
@@ -53,7 +53,7 @@ pub fn check(
         ""
     };
     Err(format!(
-        "unknown environment variable {name}{closest}: unset it or fix its name \
+        "unknown environment variable {name} is ignored{closest}: unset it or fix its name \
          (`switchyard <command> --help` lists every variable){service_links}"
     ))
 }

@@ -52,25 +52,33 @@ fn run() -> anyhow::Result<()> {
     };
     let known = env_check::known(&Cli::command());
     let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
-    env_check::check(names, &known).map_err(anyhow::Error::msg)?;
+    // Warned about, not refused: a platform may inject variables of its own (Kubernetes
+    // service links make SWITCHYARD_PORT and friends for a Service named switchyard).
+    let unknown_env = env_check::check(names, &known).err();
     let (command, common) = match cli.command {
         None => (None, Some(Box::new(cli.common))),
         Some(Command::All(c)) => (None, Some(c)),
         Some(Command::Edge(c)) => (Some(Roles::EDGE), Some(c)),
         Some(Command::Worker(c)) => (Some(Roles::WORKER), Some(c)),
         Some(Command::Aggregator(c)) => (Some(Roles::AGGREGATOR), Some(c)),
-        Some(other) => return run_tool(other),
+        Some(other) => return run_tool(other, unknown_env),
     };
     let roles = command.unwrap_or(Roles::ALL);
     let common = common.expect("server commands carry their flags");
     common.validate().map_err(anyhow::Error::msg)?;
     logging::init(common.log_format, roles.label());
+    for warning in unknown_env.into_iter().chain(common.warnings()) {
+        tracing::warn!("{warning}");
+    }
     tokio::runtime::Runtime::new()?.block_on(roles::run(*common, roles))
 }
 
 /// The subcommands that are not servers.
-fn run_tool(command: Command) -> anyhow::Result<()> {
+fn run_tool(command: Command, unknown_env: Option<String>) -> anyhow::Result<()> {
     logging::init(LogFormat::Text, Roles::NONE.label());
+    if let Some(warning) = unknown_env {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         match command {

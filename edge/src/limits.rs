@@ -24,8 +24,8 @@ pub struct Rate {
 
 impl Rate {
     fn quota(self) -> Quota {
-        // Configured rates are refused at start when zero or when the burst is below the rate;
-        // these floors only keep a library caller from panicking.
+        // Zero rates are refused at start; a burst below the rate is raised to it (and warned
+        // about at start, see `Common::warnings`).
         let per_second = NonZeroU32::new(self.per_second.max(1)).expect("non-zero");
         let burst = NonZeroU32::new(self.burst.max(self.per_second).max(1)).expect("non-zero");
         Quota::per_second(per_second).allow_burst(burst)
