@@ -686,9 +686,15 @@ mod tests {
         assert!(err.contains("SWITCHYARD_HTTP_MAX_BODY"), "{err}");
         let cli = parse(&["--max-connections", "10", "--max-connections-per-ip", "11"]).unwrap();
         assert!(cli.common.validate().is_err());
+        // A burst below its rate works (it is raised to the rate): warned about, not refused.
         let cli = parse(&["--rate-conn", "50", "--rate-conn-burst", "10"]).unwrap();
-        let err = cli.common.validate().unwrap_err();
-        assert!(err.contains("SWITCHYARD_RATE_CONN_BURST (10)"), "{err}");
+        assert!(cli.common.validate().is_ok());
+        let warnings = cli.common.warnings();
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("SWITCHYARD_RATE_CONN_BURST (10)"),
+            "{warnings:?}"
+        );
+        assert!(parse(&[]).unwrap().common.warnings().is_empty());
     }
 
     #[test]
