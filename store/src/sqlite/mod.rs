@@ -180,20 +180,7 @@ impl Store for SqliteStore {
     }
 
     async fn imported_users(&self) -> StoreResult<Vec<UserRow>> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT name, click_count, event_count FROM frust_imported_users ORDER BY name",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(UserRow {
-                    name: r.get(0)?,
-                    click_count: r.get(1)?,
-                    event_count: r.get(2)?,
-                })
-            })?;
-            rows.collect()
-        })
-        .await
+        self.read(|c| user_rows(c, "frust_imported_users")).await
     }
 
     async fn clicks_since(&self, since: i64, limit: u32) -> StoreResult<Vec<Click>> {
@@ -269,20 +256,7 @@ impl Store for SqliteStore {
     }
 
     async fn users(&self) -> StoreResult<Vec<UserRow>> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT name, click_count, event_count FROM frust_users ORDER BY name",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(UserRow {
-                    name: r.get(0)?,
-                    click_count: r.get(1)?,
-                    event_count: r.get(2)?,
-                })
-            })?;
-            rows.collect()
-        })
-        .await
+        self.read(|c| user_rows(c, "frust_users")).await
     }
 
     async fn save_counters(&self, update: &CounterUpdate) -> StoreResult<()> {
@@ -396,4 +370,19 @@ impl Store for SqliteStore {
         let room_id = room_id.to_owned();
         self.read(move |c| chat::message_count(c, &room_id)).await
     }
+}
+
+/// Every row of a per-user counter table (the aggregator's or the import's), by name.
+fn user_rows(c: &Connection, table: &str) -> rusqlite::Result<Vec<UserRow>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT name, click_count, event_count FROM {table} ORDER BY name"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok(UserRow {
+            name: r.get(0)?,
+            click_count: r.get(1)?,
+            event_count: r.get(2)?,
+        })
+    })?;
+    rows.collect()
 }
