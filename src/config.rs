@@ -49,6 +49,9 @@ pub enum Command {
     Import(Box<Import>),
     /// Inbound packets the workers could not persist (cluster mode: the DEAD stream).
     DeadLetters(Box<DeadLetters>),
+    /// Call a running switchyard's server API (SWITCHYARD_SERVER_API_TOKEN): publish, list
+    /// connections and users, disconnect.
+    Server(Box<crate::server_cli::ServerCli>),
     /// Load generator: real clients against running edges; latency, throughput, errors.
     /// `switchyard bench merge a.json b.json` merges several processes' results.
     Bench(Box<Bench>),
@@ -152,6 +155,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// Shorter server API tokens could be guessed: the API can disconnect anyone.
+const MIN_SERVER_API_TOKEN_CHARS: usize = 16;
+
 #[derive(Debug, Args)]
 pub struct Common {
     /// Address the HTTP server listens on: the client APIs, and /metrics, /healthz and /readyz
@@ -163,6 +169,11 @@ pub struct Common {
     /// listener no longer serves them (and roles without an edge open no public listener).
     #[arg(long, env = "SWITCHYARD_OPS_ADDR")]
     pub ops_addr: Option<SocketAddr>,
+
+    /// Bearer token of the server API (`/server/…` on the ops listener: publish, list and
+    /// disconnect connections; at least 16 characters). Unset: the API is off.
+    #[arg(long, env = "SWITCHYARD_SERVER_API_TOKEN", hide_env_values = true)]
+    pub server_api_token: Option<String>,
 
     #[command(flatten)]
     pub store: StoreArg,
@@ -642,6 +653,15 @@ impl Common {
                 "SWITCHYARD_STATUS_WINDOW_MAX_MS ({}) is below SWITCHYARD_STATUS_WINDOW_MS ({})",
                 self.status_window_max_ms, self.status_window_ms
             ));
+        }
+        if let Some(token) = &self.server_api_token {
+            if token.chars().count() < MIN_SERVER_API_TOKEN_CHARS {
+                return Err(format!(
+                    "SWITCHYARD_SERVER_API_TOKEN has {} characters; use at least \
+                     {MIN_SERVER_API_TOKEN_CHARS} (e.g. `openssl rand -hex 32`)",
+                    token.chars().count()
+                ));
+            }
         }
         if self.transport.max_connections_per_ip > self.transport.max_connections {
             return Err(format!(

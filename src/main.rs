@@ -11,6 +11,7 @@ mod ops;
 mod process_stats;
 mod roles;
 mod serve;
+mod server_cli;
 
 use std::process::ExitCode;
 
@@ -112,6 +113,7 @@ fn run_tool(command: Command, unknown_env: Option<String>) -> anyhow::Result<()>
                 let common: &Common = &cmd.common;
                 dead_letters::run(common, cmd.action).await
             }
+            Command::Server(cli) => server_cli::run(*cli).await,
             Command::Bench(bench) => {
                 let bench = *bench;
                 switchyard_loadgen::run(bench.args, bench.secret.jwt_secret).await

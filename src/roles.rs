@@ -268,7 +268,10 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
 
     let ready = ops::Readiness::default();
     ready.watch_bus(bus.clone());
-    let ops_routes = ops::routes(metrics, ready.clone());
+    let mut ops_routes = ops::routes(metrics, ready.clone());
+    if let Some(edge) = &edge {
+        ops_routes = ops_routes.merge(edge.server_api(common.server_api_token.clone()));
+    }
     // With an ops address the ops routes leave the public listener; without one they stay on
     // it, so a single `switchyard` keeps working with one port as before.
     let (public_routes, ops_listener) = match common.ops_addr {

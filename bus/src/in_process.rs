@@ -79,24 +79,41 @@ impl InProcessBus {
         *seq
     }
 
-    fn deliver(&self, subject: &str, payload: Bytes, reply: Option<Box<dyn Replier>>) -> bool {
+    fn deliver(&self, subject: &str, payload: Bytes, mut reply: Reply) -> usize {
         let mut subs = self.inner.subscribers.lock();
         subs.retain(|s| !s.tx.is_closed());
-        let mut reply = reply;
-        let mut delivered = false;
+        let mut delivered = 0;
         for sub in subs.iter().filter(|s| subject_matches(&s.pattern, subject)) {
             let msg = Message {
                 subject: subject.to_owned(),
                 payload: payload.clone(),
-                // A request goes to one responder only.
-                reply: reply.take(),
+                reply: reply.next(),
             };
             match sub.tx.try_send(msg) {
-                Ok(()) => delivered = true,
+                Ok(()) => delivered += 1,
                 Err(_) => metrics::counter!("switchyard_bus_dropped_total").increment(1),
             }
         }
         delivered
+    }
+}
+
+/// Who may answer a published message.
+enum Reply {
+    None,
+    /// A request: the first subscriber only.
+    First(Option<Box<dyn Replier>>),
+    /// A gather: every subscriber, into one queue.
+    Each(mpsc::UnboundedSender<Bytes>),
+}
+
+impl Reply {
+    fn next(&mut self) -> Option<Box<dyn Replier>> {
+        match self {
+            Reply::None => None,
+            Reply::First(first) => first.take(),
+            Reply::Each(tx) => Some(Box::new(QueueReplier(tx.clone()))),
+        }
     }
 }
 
@@ -106,6 +123,15 @@ struct NoopAcker;
 impl Acker for NoopAcker {
     async fn ack(self: Box<Self>) -> Result<(), BusError> {
         Ok(())
+    }
+}
+
+struct QueueReplier(mpsc::UnboundedSender<Bytes>);
+
+#[async_trait]
+impl Replier for QueueReplier {
+    async fn reply(self: Box<Self>, payload: Bytes) -> Result<(), BusError> {
+        self.0.send(payload).map_err(|_| BusError::Closed)
     }
 }
 
@@ -222,7 +248,7 @@ impl Bus for InProcessBus {
     }
 
     async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
-        self.deliver(subject, payload, None);
+        self.deliver(subject, payload, Reply::None);
         Ok(())
     }
 
@@ -242,7 +268,8 @@ impl Bus for InProcessBus {
         timeout: Duration,
     ) -> Result<Bytes, BusError> {
         let (tx, rx) = oneshot::channel();
-        if !self.deliver(subject, payload, Some(Box::new(OneshotReplier(tx)))) {
+        let reply = Reply::First(Some(Box::new(OneshotReplier(tx))));
+        if self.deliver(subject, payload, reply) == 0 {
             return Err(BusError::NoResponder(subject.into()));
         }
         match tokio::time::timeout(timeout, rx).await {
@@ -250,6 +277,26 @@ impl Bus for InProcessBus {
             Ok(Err(_)) => Err(BusError::NoResponder(subject.into())),
             Err(_) => Err(BusError::Timeout(subject.into())),
         }
+    }
+
+    async fn gather(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        wait: Duration,
+    ) -> Result<Vec<Bytes>, BusError> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let asked = self.deliver(subject, payload, Reply::Each(tx));
+        let mut replies = Vec::with_capacity(asked);
+        let deadline = tokio::time::Instant::now() + wait;
+        while replies.len() < asked {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(reply)) => replies.push(reply),
+                // Every replier was dropped unanswered, or the time is up.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(replies)
     }
 }
 
@@ -280,6 +327,33 @@ fn tokio_stream_from<T: Send + 'static>(rx: mpsc::Receiver<T>) -> BoxStream<'sta
 mod tests {
     use super::*;
     use switchyard_schema::subjects::{STREAM_FACTS, STREAM_IN};
+
+    #[tokio::test]
+    async fn gather_ends_once_every_subscriber_answered() {
+        let bus = InProcessBus::new();
+        for name in ["a", "b"] {
+            let mut requests = bus.subscribe("control.>").await.unwrap();
+            tokio::spawn(async move {
+                while let Some(msg) = requests.next().await {
+                    let answer = [name.as_bytes(), &msg.payload[..]].concat();
+                    let _ = msg.reply.unwrap().reply(Bytes::from(answer)).await;
+                }
+            });
+        }
+        // Far longer than the test may take: only the answers can end it.
+        let wait = Duration::from_secs(3600);
+        let mut answers = bus
+            .gather("control.edges", Bytes::from_static(b"?"), wait)
+            .await
+            .unwrap();
+        answers.sort();
+        assert_eq!(answers, vec![&b"a?"[..], &b"b?"[..]]);
+        // A subscriber that drops the request unanswered ends the wait too.
+        let mut mute = bus.subscribe("quiet.mute").await.unwrap();
+        tokio::spawn(async move { while mute.next().await.is_some() {} });
+        let none = bus.gather("quiet.mute", Bytes::new(), wait).await.unwrap();
+        assert!(none.is_empty());
+    }
 
     #[tokio::test]
     async fn durable_streams_keep_order_and_sequence() {

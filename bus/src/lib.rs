@@ -143,6 +143,16 @@ pub trait Bus: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Bytes, BusError>;
 
+    /// Scatter-gather: sends a request to every subscriber of `subject` and returns the replies
+    /// that arrived within `wait` (each edge answers for itself). Ends sooner once every
+    /// subscriber answered, where the adapter can know how many there are.
+    async fn gather(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        wait: Duration,
+    ) -> Result<Vec<Bytes>, BusError>;
+
     /// Waits until everything published so far has left this process (before it exits).
     async fn flush(&self) -> Result<(), BusError> {
         Ok(())

@@ -625,6 +625,40 @@ impl Bus for NatsBus {
             }),
         }
     }
+
+    async fn gather(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        wait: Duration,
+    ) -> Result<Vec<Bytes>, BusError> {
+        self.check_open()?;
+        let inbox = self.client.new_inbox();
+        // Subscribed before the request leaves: the server handles one connection's commands
+        // in order, so no answer can come before the inbox exists.
+        let mut answers = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(backend)?;
+        self.client
+            .publish_with_reply(subject.to_owned(), inbox, payload)
+            .await
+            .map_err(backend)?;
+        // How many edges there are is nobody's to know here: collect for the whole wait.
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut replies = Vec::new();
+        while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, answers.next()).await {
+            match answer.status {
+                None => replies.push(answer.payload),
+                // The server's word that nobody subscribes: no answer will come.
+                Some(async_nats::StatusCode::NO_RESPONDERS) => break,
+                Some(_) => {}
+            }
+        }
+        let _ = answers.unsubscribe().await;
+        Ok(replies)
+    }
 }
 
 /// One reader of a durable consumer: a pull subscription re-opened whenever it fails.

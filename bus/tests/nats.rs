@@ -359,6 +359,48 @@ async fn pubsub_wildcards_and_request_reply() {
     ));
 }
 
+/// Every edge answers a control request for itself: the gather collects one answer per
+/// responding connection, and a subscriber that stays silent only costs the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gather_collects_an_answer_from_every_subscriber() {
+    let server = Server::start(&[]);
+    let asker = connect(vec![server.url()], 1, "asker").await;
+    let mut responders = Vec::new();
+    for name in ["edge-a", "edge-b"] {
+        let bus = connect(vec![server.url()], 1, name).await;
+        let mut requests = bus.subscribe("control.edges").await.unwrap();
+        responders.push(tokio::spawn(async move {
+            let msg = requests.next().await.unwrap();
+            let answer = [name.as_bytes(), b":", &msg.payload[..]].concat();
+            msg.reply.unwrap().reply(Bytes::from(answer)).await.unwrap();
+            bus
+        }));
+    }
+    let silent = connect(vec![server.url()], 1, "silent").await;
+    let _mute = silent.subscribe("control.edges").await.unwrap();
+    // The subscriptions above are registered once their connection flushed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut answers = asker
+        .gather(
+            "control.edges",
+            Bytes::from_static(b"who"),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    answers.sort();
+    assert_eq!(answers, vec![&b"edge-a:who"[..], &b"edge-b:who"[..]]);
+    for r in responders {
+        r.await.unwrap();
+    }
+    // Nobody subscribes: the server says so, and the gather ends then, not after the wait.
+    let nobody = asker
+        .gather("control.nobody", Bytes::new(), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(nobody.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_keeps_every_acked_publish_through_node_loss() {
     const N: usize = 500;

@@ -3,8 +3,10 @@
 //! It keeps no state another edge would need.
 
 mod admission;
+mod api_error;
 pub mod chat;
 mod coalesce;
+mod control;
 mod dedup;
 pub(crate) mod frust;
 mod held;
@@ -12,6 +14,7 @@ pub mod limits;
 pub mod occupancy;
 mod owned_head;
 pub mod refusals;
+pub mod server_api;
 mod static_files;
 pub mod telemetry;
 
@@ -115,6 +118,7 @@ impl Edge {
             frust.session_slots.clone(),
             config.socket_io.handshake_timeout,
         );
+        tasks.push(control::spawn(bus.clone(), frust.clone(), chat.clone()).await?);
         tasks.push(spawn_heartbeat(
             config.heartbeat,
             bus.clone(),
@@ -151,6 +155,11 @@ impl Edge {
                 tower_http::trace::TraceLayer::new_for_http()
                     .make_span_with(chat::redact::request_span::<axum::body::Body>),
             )
+    }
+
+    /// The server API's routes (`/server/…`), for the ops listener; off without a token.
+    pub fn server_api(&self, token: Option<String>) -> Router {
+        server_api::routes(self.frust.clone(), self.chat.clone(), token)
     }
 
     /// Closes every client connection (each runs its disconnect path: leave toasts, presence)

@@ -74,20 +74,48 @@ impl Rest {
         bearer: &str,
         body: String,
     ) -> anyhow::Result<(u16, Option<u64>, Bytes)> {
-        let request = hyper::Request::post(path)
-            .header(hyper::header::HOST, &self.target.authority)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {bearer}"))
-            .body(Full::new(Bytes::from(body)))?;
-        let response = self.sender().await?.send_request(request).await?;
-        let status = response.status().as_u16();
+        let response = self.send("POST", path, bearer, Some(body)).await?;
         let retry_after = response
             .headers()
             .get(hyper::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, retry_after, body))
+    }
+
+    /// Any method, with a bearer token and an optional JSON body: the status and the body.
+    pub async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        bearer: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let response = self.send(method, path, bearer, body).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        bearer: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, &self.target.authority)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {bearer}"));
+        if body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        Ok(self.sender().await?.send_request(request).await?)
     }
 
     /// Creates a room as `owner` (who becomes a member) with `members`; returns its id.

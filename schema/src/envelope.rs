@@ -242,6 +242,38 @@ pub enum ChatPresence {
     },
 }
 
+/// What the server API asks every edge (on `control.edges`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// The edge's connections, both APIs.
+    ListConnections,
+    /// Close the Frust session with this id (as in presence), wherever it is.
+    DisconnectFrustSession { session: String },
+    /// Close every `/chat` connection of this user.
+    DisconnectChatUser { user: String },
+}
+
+/// One edge's answer to a [`ControlRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlReply {
+    Connections(EdgeConnections),
+    /// How many connections this edge closed.
+    Disconnected {
+        edge: String,
+        closed: u64,
+    },
+}
+
+/// The connections of one edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeConnections {
+    pub edge: String,
+    /// Frust sessions: (session id, the name it authenticated with).
+    pub frust: Vec<(String, Option<String>)>,
+    /// `/chat` connections: (user, connection id).
+    pub chat: Vec<(String, String)>,
+}
+
 /// Reply to `rpc.frust.online`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnlineUsers(pub Vec<OnlineUser>);

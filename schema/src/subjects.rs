@@ -38,6 +38,9 @@ pub const OUT_FRUST: &str = "out.frust";
 pub const PRESENCE_FRUST: &str = "presence.frust";
 /// Request/reply: the aggregator answers with the online sessions.
 pub const RPC_FRUST_ONLINE: &str = "rpc.frust.online";
+/// The server API's requests to every edge (`ControlRequest`); each edge answers with a
+/// `ControlReply` about its own connections.
+pub const CONTROL_EDGES: &str = "control.edges";
 
 /// The inbound subject for a message into `room_id`.
 pub fn in_chat_message(room_id: &str) -> String {

@@ -139,6 +139,15 @@ impl Bus for ScriptedBus {
     ) -> Result<Bytes, BusError> {
         Err(BusError::NoResponder(subject.into()))
     }
+
+    async fn gather(
+        &self,
+        _subject: &str,
+        _payload: Bytes,
+        _wait: Duration,
+    ) -> Result<Vec<Bytes>, BusError> {
+        Ok(Vec::new())
+    }
 }
 
 struct CheckingAcker {

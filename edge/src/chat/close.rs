@@ -12,6 +12,8 @@ pub const TRY_AGAIN: u16 = 1013;
 pub const TOKEN_EXPIRED: u16 = 4001;
 /// Nothing (not even a pong) came from the client within `SWITCHYARD_CHAT_IDLE_TIMEOUT_MS`.
 pub const IDLE: u16 = 4002;
+/// Closed through the server API (`switchyard server disconnect-chat-user`).
+pub const DISCONNECTED: u16 = 4003;
 
 pub fn reason(code: u16) -> &'static str {
     match code {
@@ -20,6 +22,7 @@ pub fn reason(code: u16) -> &'static str {
         TRY_AGAIN => "try again later",
         TOKEN_EXPIRED => "token expired",
         IDLE => "idle timeout",
+        DISCONNECTED => "disconnected by the server",
         _ => "",
     }
 }

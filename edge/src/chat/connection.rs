@@ -75,12 +75,16 @@ pub async fn run(
     let connection = new_packet_id();
     let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(chat.config.send_queue);
     let kick = CancellationToken::new();
+    // How the connection is closed: set by the reader before it lets the writer finish, or by
+    // whoever kicks it.
+    let close_code = Arc::new(AtomicU16::new(close::NORMAL));
     chat.registry.add(
         &user,
         &connection,
         ConnectionHandle {
             tx: tx.clone(),
             kick: kick.clone(),
+            close_code: close_code.clone(),
         },
     );
     metrics::gauge!("switchyard_connections", "api" => "chat").increment(1.0);
@@ -97,8 +101,6 @@ pub async fn run(
     .await;
 
     let (mut sink, mut stream) = socket.split();
-    // Set by the reader before it lets the writer finish: how the connection is closed.
-    let close_code = Arc::new(AtomicU16::new(close::NORMAL));
     let ping_every = chat.config.ping_interval;
     let mut writer = {
         let (kick, close_code) = (kick.clone(), close_code.clone());
@@ -107,12 +109,12 @@ pub async fn run(
                 tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
             ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let code = loop {
-                // Slow consumer or drain: close now, whatever is still queued — even while a
+                // Kicked (slow consumer, drain, server API): close now, whatever is still queued — even while a
                 // send is stuck on a client that stopped reading. The ping comes before the
                 // queue, so a busy queue cannot starve it.
                 let outgoing = tokio::select! {
                     biased;
-                    _ = kick.cancelled() => break close::TRY_AGAIN,
+                    _ = kick.cancelled() => break close_code.load(Ordering::SeqCst),
                     _ = ping.tick() => Message::Ping(Bytes::new()),
                     next = rx.recv() => match next {
                         Some(text) => Message::Text(text),
@@ -121,7 +123,7 @@ pub async fn run(
                 };
                 tokio::select! {
                     biased;
-                    _ = kick.cancelled() => break close::TRY_AGAIN,
+                    _ = kick.cancelled() => break close_code.load(Ordering::SeqCst),
                     sent = sink.send(outgoing) => if sent.is_err() { return },
                 }
             };

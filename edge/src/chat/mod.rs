@@ -5,7 +5,7 @@ pub mod auth;
 pub mod close;
 mod connection;
 mod fanout;
-mod packets;
+pub(crate) mod packets;
 pub mod quotas;
 pub mod redact;
 mod registry;

@@ -25,45 +25,7 @@ pub async fn handle(
     match packet {
         ClientPacket::MessageSend { room_id, message } => {
             authorize(chat, &room_id, user).await?;
-            let now_ms = chat.clock.now_ms();
-            let message = ChatMessage {
-                id: new_packet_id(),
-                room_id,
-                sender_id: user.to_owned(),
-                message,
-                timestamp: rfc3339_ms(now_ms),
-            };
-            let subject = in_chat_message(&message.room_id);
-            let id = message.id.clone();
-            let packet = Inbound::ChatMessage {
-                message,
-                sent_at_ms: now_ms,
-            };
-            let started = std::time::Instant::now();
-            let payload = encoded(&packet);
-            // Held until the stream answers: through an election that can be the whole budget.
-            let _hold = chat.held.try_hold("chat", payload.len()).ok_or_else(|| {
-                Rejection::new(
-                    ErrorCode::Unavailable,
-                    "not accepted: this edge holds too many messages the stream has not \
-                     confirmed; try again",
-                )
-            })?;
-            chat.bus
-                .publish_durable(&subject, &id, payload)
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "chat publish failed");
-                    let why = match e {
-                        switchyard_bus::BusError::Unconfirmed(_) => {
-                            "message not confirmed: the bus did not answer; it may still arrive"
-                        }
-                        _ => "message not accepted; try again",
-                    };
-                    Rejection::new(ErrorCode::Unavailable, why)
-                })?;
-            metrics::histogram!("switchyard_publish_seconds", "api" => "chat")
-                .record(started.elapsed());
+            send_message(chat, room_id, user, message).await?;
         }
         ClientPacket::ChatJoin => {
             let rooms = chat.store.rooms_of(user).await.map_err(unavailable)?;
@@ -122,6 +84,54 @@ pub async fn handle(
         }
     }
     Ok(())
+}
+
+/// Sends a message into a room as `sender` (the caller checked it may): returns once the
+/// durable stream has it; the workers store it and fan it out to the room.
+pub async fn send_message(
+    chat: &ChatEdge,
+    room_id: String,
+    sender: &str,
+    text: String,
+) -> Result<ChatMessage, Rejection> {
+    let now_ms = chat.clock.now_ms();
+    let message = ChatMessage {
+        id: new_packet_id(),
+        room_id,
+        sender_id: sender.to_owned(),
+        message: text,
+        timestamp: rfc3339_ms(now_ms),
+    };
+    let subject = in_chat_message(&message.room_id);
+    let packet = Inbound::ChatMessage {
+        message: message.clone(),
+        sent_at_ms: now_ms,
+    };
+    let started = std::time::Instant::now();
+    let payload = encoded(&packet);
+    // Held until the stream answers: through an election that can be the whole budget.
+    let _hold = chat.held.try_hold("chat", payload.len()).ok_or_else(|| {
+        Rejection::new(
+            ErrorCode::Unavailable,
+            "not accepted: this edge holds too many messages the stream has not \
+             confirmed; try again",
+        )
+    })?;
+    chat.bus
+        .publish_durable(&subject, &message.id, payload)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "chat publish failed");
+            let why = match e {
+                switchyard_bus::BusError::Unconfirmed(_) => {
+                    "message not confirmed: the bus did not answer; it may still arrive"
+                }
+                _ => "message not accepted; try again",
+            };
+            Rejection::new(ErrorCode::Unavailable, why)
+        })?;
+    metrics::histogram!("switchyard_publish_seconds", "api" => "chat").record(started.elapsed());
+    Ok(message)
 }
 
 async fn authorize(chat: &ChatEdge, room_id: &str, user: &str) -> Result<(), Rejection> {

@@ -26,6 +26,7 @@ use switchyard_store::Page;
 
 use super::auth::Caller;
 use super::ChatEdge;
+use crate::api_error::{bad_request, error, ApiError, ApiResult};
 
 const MAX_ROOM_NAME_CHARS: usize = 100;
 /// Page size of lists when the caller names none, and the largest one may ask for.
@@ -52,53 +53,6 @@ pub fn routes(chat: Arc<ChatEdge>) -> Router {
             delete(remove_member),
         )
         .with_state(chat)
-}
-
-/// A refused request: a status and a JSON `{"error", "code"}` body (plus `Retry-After` when
-/// waiting helps, and any `extra` fields).
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<Duration>,
-    extra: Option<serde_json::Value>,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message, "code": self.code });
-        if let (Some(serde_json::Value::Object(fields)), Some(map)) =
-            (self.extra, body.as_object_mut())
-        {
-            map.extend(fields);
-        }
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(wait) = self.retry_after {
-            // Whole seconds, rounded up: a client that waits that long is served.
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        }
-        response
-    }
-}
-
-type ApiResult = Result<Response, ApiError>;
-
-fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        code,
-        message: message.into(),
-        retry_after: None,
-        extra: None,
-    }
-}
-
-fn bad_request(message: impl Into<String>) -> ApiError {
-    error(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
 fn forbidden(message: &str) -> ApiError {

@@ -46,8 +46,8 @@ pub struct FrustEdge {
     pub rest_cache: crate::coalesce::Coalescer,
     /// Fan-out already shown here (at-least-once delivery from workers).
     pub recent: crate::dedup::RecentIds,
-    /// This edge's sessions and their names, for presence heartbeats.
-    pub sessions: parking_lot::Mutex<std::collections::HashMap<String, Option<String>>>,
+    /// This edge's sessions by id, for presence heartbeats and the server API.
+    pub sessions: parking_lot::Mutex<std::collections::HashMap<String, LocalSession>>,
     /// This edge's sockets, sharded for fan-out (so it never has to list the namespace).
     pub sockets: shards::Shards,
     /// Cancelled by a drain: every session applies what it received and says goodbye.
@@ -167,13 +167,27 @@ impl FrustEdge {
             .sessions
             .lock()
             .iter()
-            .map(|(id, name)| (id.clone(), name.clone()))
+            .map(|(id, local)| (id.clone(), local.name.clone()))
             .collect();
         Presence::Heartbeat {
             edge: self.edge_id.clone(),
             sessions,
         }
     }
+
+    /// Disconnects the session `id` if it is on this edge (its client is told the server
+    /// closed it, and socket.io clients do not reconnect on their own after that).
+    pub fn disconnect_session(&self, id: &str) -> bool {
+        let sid = self.sessions.lock().get(id).map(|local| local.sid);
+        let socket = sid.and_then(|sid| self.io.get_socket(sid));
+        socket.is_some_and(|s| s.disconnect().is_ok())
+    }
+}
+
+/// A session on this edge: the name it authenticated with and its socket.
+pub struct LocalSession {
+    pub name: Option<String>,
+    pub sid: socketioxide::socket::Sid,
 }
 
 /// Encodes a bus message; our own types always encode.

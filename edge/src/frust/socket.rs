@@ -293,7 +293,11 @@ async fn run_session(
         clicks: AtomicU64::new(0),
     };
     edge.local_sockets.fetch_add(1, Ordering::Relaxed);
-    edge.sessions.lock().insert(session.id.clone(), None);
+    let local = super::LocalSession {
+        name: None,
+        sid: s.id,
+    };
+    edge.sessions.lock().insert(session.id.clone(), local);
     metrics::gauge!("switchyard_connections", "api" => "frust").increment(1.0);
     metrics::counter!("switchyard_connections_total", "api" => "frust", "protocol" => protocol_label(&s))
         .increment(1);
@@ -388,7 +392,7 @@ async fn rename(edge: &FrustEdge, session: &Session, name: Option<String>) {
         std::mem::replace(&mut *current, name.clone())
     };
     if let Some(entry) = edge.sessions.lock().get_mut(&session.id) {
-        entry.clone_from(&name);
+        entry.name.clone_from(&name);
     }
     if let Some(toast) = frust::name_change_toast(old.as_deref(), name.as_deref()) {
         if let Err(e) = edge.broadcast(&FrustOut::Message(toast)).await {
