@@ -654,7 +654,7 @@ impl Common {
                 self.status_window_max_ms, self.status_window_ms
             ));
         }
-        if let Some(token) = &self.server_api_token {
+        if let Some(token) = self.server_api_token.as_ref().filter(|t| !t.is_empty()) {
             if token.chars().count() < MIN_SERVER_API_TOKEN_CHARS {
                 return Err(format!(
                     "SWITCHYARD_SERVER_API_TOKEN has {} characters; use at least \
@@ -697,6 +697,20 @@ mod tests {
             let err = parse(&bad).unwrap_err().to_string();
             assert!(err.contains("not in"), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_guessable_server_api_token_is_refused_and_an_empty_one_is_off() {
+        let cli = parse(&["--server-api-token", "short"]).unwrap();
+        let err = cli.common.validate().unwrap_err();
+        assert!(
+            err.contains("SWITCHYARD_SERVER_API_TOKEN has 5 characters"),
+            "{err}"
+        );
+        let cli = parse(&["--server-api-token", ""]).unwrap();
+        assert!(cli.common.validate().is_ok());
+        let cli = parse(&["--server-api-token", "0123456789abcdef"]).unwrap();
+        assert!(cli.common.validate().is_ok());
     }
 
     #[test]
