@@ -161,14 +161,14 @@ const MIN_SERVER_API_TOKEN_CHARS: usize = 16;
 #[derive(Debug, Args)]
 pub struct Common {
     /// Address the HTTP server listens on: the client APIs, and /metrics, /healthz and /readyz
-    /// unless SWITCHYARD_OPS_ADDR moves them.
+    /// unless SWITCHYARD_OPS_LISTEN moves them.
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
     /// Address of a separate listener for /metrics, /healthz and /readyz; when set, the public
     /// listener no longer serves them (and roles without an edge open no public listener).
-    #[arg(long, env = "SWITCHYARD_OPS_ADDR")]
-    pub ops_addr: Option<SocketAddr>,
+    #[arg(long, alias = "ops-addr", env = "SWITCHYARD_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
 
     /// Bearer token of the server API (`/server/…` on the ops listener: publish, list and
     /// disconnect connections; at least 16 characters). Unset: the API is off.

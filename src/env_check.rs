@@ -13,6 +13,30 @@ const TOOLING: [&str; 3] = [
 ];
 const TOOLING_PREFIXES: [&str; 3] = ["SWITCHYARD_E2E_", "SWITCHYARD_CHAOS_", "SWITCHYARD_SCYLLA_"];
 
+/// Variables renamed since they were released: still read under their old name, with a warning.
+const RENAMED: [(&str, &str); 1] = [("SWITCHYARD_OPS_ADDR", "SWITCHYARD_OPS_LISTEN")];
+
+/// Moves each renamed variable to its new name (unless that is set too) and says so. Call it
+/// before any thread starts: it changes the process environment.
+pub fn adopt_renamed() -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (old, new) in RENAMED {
+        let Some(value) = std::env::var_os(old) else {
+            continue;
+        };
+        if std::env::var_os(new).is_none() {
+            std::env::set_var(new, value);
+            warnings.push(format!("{old} is now called {new}; read as {new}"));
+        } else {
+            warnings.push(format!(
+                "{old} is ignored: {new} is set (it replaced {old})"
+            ));
+        }
+        std::env::remove_var(old);
+    }
+    warnings
+}
+
 /// Every variable any subcommand reads.
 pub fn known(command: &clap::Command) -> BTreeSet<String> {
     let mut names: BTreeSet<String> = command
@@ -88,7 +112,7 @@ mod tests {
     #[test]
     fn a_typo_names_the_variable_and_the_closest_known_one() {
         let known = known(&crate::config::Cli::command());
-        assert!(known.contains("SWITCHYARD_STORE") && known.contains("SWITCHYARD_OPS_ADDR"));
+        assert!(known.contains("SWITCHYARD_STORE") && known.contains("SWITCHYARD_OPS_LISTEN"));
         let err = check(vars(&["PATH", "SWITCHYARD_STOER"]), &known).unwrap_err();
         assert!(
             err.contains("SWITCHYARD_STOER") && err.contains("did you mean SWITCHYARD_STORE?"),

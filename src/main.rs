@@ -38,6 +38,8 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     use clap::error::ErrorKind;
+    // Still single-threaded: the environment may change here.
+    let renamed = env_check::adopt_renamed();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e)
@@ -56,6 +58,10 @@ fn run() -> anyhow::Result<()> {
     // Warned about, not refused: a platform may inject variables of its own (Kubernetes
     // service links make SWITCHYARD_PORT and friends for a Service named switchyard).
     let unknown_env = env_check::check(names, &known).err();
+    let unknown_env = renamed
+        .into_iter()
+        .chain(unknown_env)
+        .reduce(|a, b| a + "; " + &b);
     let (command, common) = match cli.command {
         None => (None, Some(Box::new(cli.common))),
         Some(Command::All(c)) => (None, Some(c)),

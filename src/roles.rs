@@ -274,10 +274,10 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     }
     // With an ops address the ops routes leave the public listener; without one they stay on
     // it, so a single `switchyard` keeps working with one port as before.
-    let (public_routes, ops_listener) = match common.ops_addr {
+    let (public_routes, ops_listener) = match common.ops_listen {
         Some(addr) => {
             let listener =
-                listen(addr).with_context(|| format!("binding {addr} (SWITCHYARD_OPS_ADDR)"))?;
+                listen(addr).with_context(|| format!("binding {addr} (SWITCHYARD_OPS_LISTEN)"))?;
             (None, Some(listener))
         }
         None => (Some(ops_routes.clone()), None),
@@ -293,7 +293,7 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    tracing::info!(listen = %common.listen, ops = ?common.ops_addr, store = %common.store.store, ?roles,
+    tracing::info!(listen = %common.listen, ops = ?common.ops_listen, store = %common.store.store, ?roles,
         bus = if common.nats.is_some() { "nats" } else { "in-process" }, "switchyard running");
     ready.set(true);
 

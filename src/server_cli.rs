@@ -13,7 +13,7 @@ pub struct ServerCli {
     #[command(subcommand)]
     pub action: ServerAction,
     /// Base URL of the listener serving the server API: the ops listener
-    /// (SWITCHYARD_OPS_ADDR) of any edge, or its public one when there is no ops listener.
+    /// (SWITCHYARD_OPS_LISTEN) of any edge, or its public one when there is no ops listener.
     #[arg(
         long,
         env = "SWITCHYARD_SERVER_API_URL",

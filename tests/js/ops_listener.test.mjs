@@ -1,4 +1,4 @@
-// The ops listener (SWITCHYARD_OPS_ADDR): /metrics, /healthz and /readyz on an address of their
+// The ops listener (SWITCHYARD_OPS_LISTEN): /metrics, /healthz and /readyz on an address of their
 // own, off the public listener that a load balancer exposes; roles without an edge then open no
 // public listener at all. Without it, the ops routes stay on the public listener.
 
@@ -18,7 +18,7 @@ async function status(url) {
   return { status: res.status, body: await res.text() };
 }
 
-test('with SWITCHYARD_OPS_ADDR the ops routes answer there and not on the public port', { timeout: 60_000 }, async () => {
+test('with SWITCHYARD_OPS_LISTEN the ops routes answer there and not on the public port', { timeout: 60_000 }, async () => {
   const server = await startServer({ name: 'ops', ops: true });
   cleanup.push(() => server.close());
   assert.notEqual(server.opsUrl, server.url);
@@ -30,6 +30,15 @@ test('with SWITCHYARD_OPS_ADDR the ops routes answer there and not on the public
   // The client API stays public, and only public.
   assert.equal((await status(`${server.url}/api`)).status, 200);
   assert.equal((await status(`${server.opsUrl}/api`)).status, 404);
+  await server.close();
+});
+
+test('the earlier name SWITCHYARD_OPS_ADDR still works, with a warning naming the new one', { timeout: 60_000 }, async () => {
+  const server = await startServer({ name: 'ops-renamed', ops: 'SWITCHYARD_OPS_ADDR' });
+  cleanup.push(() => server.close());
+  assert.equal((await status(`${server.opsUrl}/healthz`)).status, 200);
+  assert.equal((await status(`${server.url}/healthz`)).status, 404);
+  assert.match(server.tail(), /SWITCHYARD_OPS_ADDR is now called SWITCHYARD_OPS_LISTEN/);
   await server.close();
 });
 

@@ -397,7 +397,7 @@ function makeProcess({ role, name, envFn, now, ops = false }) {
       RUST_BACKTRACE: process.env.SWITCHYARD_E2E_RUST_BACKTRACE ?? '0',
       ...envFn(),
       SWITCHYARD_LISTEN: `127.0.0.1:${proc.port}`,
-      ...(ops ? { SWITCHYARD_OPS_ADDR: `127.0.0.1:${proc.opsPort}` } : {}),
+      ...(ops ? { SWITCHYARD_OPS_LISTEN: `127.0.0.1:${proc.opsPort}` } : {}),
     };
     proc.logs.push(`=== ${name} #${gen} starting \`switchyard ${role}\` on ${proc.url} (nats ${env.SWITCHYARD_NATS}, store ${
       env.SWITCHYARD_STORE}${env.SWITCHYARD_CLOCK_START ? `, clock ${env.SWITCHYARD_CLOCK_START}` : ''})`);
@@ -504,7 +504,7 @@ function makeProcess({ role, name, envFn, now, ops = false }) {
  * `replicas`: SWITCHYARD_NATS_REPLICAS (default: the NATS cluster size); null leaves it unset.
  *
  * `ops`: every process serves /metrics, /healthz, /readyz on an ops listener of its own
- * (`proc.opsUrl`; SWITCHYARD_OPS_ADDR).
+ * (`proc.opsUrl`; SWITCHYARD_OPS_LISTEN).
  *
  * Returns {nats, storePath, aggregator, workers, edges, all(), addWorker(), addEdge(), now(), close()}.
  */

@@ -57,7 +57,7 @@ export function freePort() {
  * Starts a server with its own temp store (unless `storeDir` is given).
  * `env` is merged over the defaults; `clockStart` (unix seconds) sets SWITCHYARD_CLOCK_START.
  * `wrapper` is a command the binary runs under, one that execs it (e.g. `['prlimit', …]`).
- * `ops`: serve /metrics, /healthz, /readyz on a listener of their own (SWITCHYARD_OPS_ADDR).
+ * `ops`: serve /metrics, /healthz, /readyz on a listener of their own (SWITCHYARD_OPS_LISTEN).
  * Returns a handle: {url, opsUrl, port, storePath, storeDir, now(), tail(), stop(), restart(),
  * close()}; `opsUrl` is where the ops routes are (`url` without `ops`).
  */
@@ -162,7 +162,8 @@ export async function startServer({ env = {}, clockStart, storeDir, name = 'swit
       SWITCHYARD_LISTEN: `127.0.0.1:${server.port}`,
       SWITCHYARD_STORE: `sqlite://${storePath}`,
     };
-    if (ops) childEnv.SWITCHYARD_OPS_ADDR = `127.0.0.1:${server.opsPort}`;
+    // `ops` may name the variable (an earlier name of it, under test).
+    if (ops) childEnv[typeof ops === 'string' ? ops : 'SWITCHYARD_OPS_LISTEN'] = `127.0.0.1:${server.opsPort}`;
     if (server.clockStart !== undefined) childEnv.SWITCHYARD_CLOCK_START = String(Math.floor(server.clockStart));
     server.logs.push(`=== ${name} #${gen} starting on ${server.url} (store ${storePath}${
       server.clockStart !== undefined ? `, clock ${Math.floor(server.clockStart)}` : ''})`);
