@@ -569,7 +569,7 @@ pub struct ChatArgs {
 
 /// A value clap refused, as one line that also names its environment variable (values come
 /// from the environment more often than from flags): `invalid value '0' for '--rate-conn
-/// <RATE_CONN>' (SWITCHYARD_RATE_CONN): 0 is not in 1..=4294967295`.
+/// <RATE_CONN>' (SWITCHYARD_RATE_CONN): 0 is below the minimum, 1`.
 pub fn bad_value(e: &clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue};
     let text = e.to_string();
@@ -583,6 +583,18 @@ pub fn bad_value(e: &clap::Error) -> String {
         _ => None,
     };
     let env = long.and_then(|long| env_of(&<Cli as clap::CommandFactory>::command(), &long));
+    // clap words a floor as a range up to the type's maximum.
+    let open_ended = [
+        format!("..{}", u64::MAX),
+        format!("..={}", u64::MAX),
+        format!("..={}", u32::MAX),
+    ];
+    let floor = open_ended
+        .iter()
+        .find_map(|end| line.strip_suffix(end.as_str()))
+        .and_then(|head| head.rsplit_once(" is not in "))
+        .map(|(value, min)| format!("{value} is below the minimum, {min}"));
+    let line = floor.as_deref().unwrap_or(line);
     match (env, line.split_once("': ")) {
         (Some(env), Some((what, why))) => format!("{what}' ({env}): {why}"),
         _ => line.to_owned(),
@@ -736,7 +748,7 @@ mod tests {
         let err = parse(&["--rate-conn", "0"]).unwrap_err();
         let line = bad_value(&err);
         assert!(
-            line.contains("SWITCHYARD_RATE_CONN") && line.contains("not in"),
+            line.contains("SWITCHYARD_RATE_CONN") && line.ends_with("0 is below the minimum, 1"),
             "{line}"
         );
         assert!(!line.contains('\n'));

@@ -25,15 +25,32 @@ use roles::Roles;
 pub const COMMIT: &str = env!("SWITCHYARD_COMMIT");
 
 /// Every failure ends in one line naming what to fix, never a backtrace (RUST_BACKTRACE is for
-/// panics): `{:#}` joins the error's context chain on that line.
+/// panics): [`one_line`] joins the error's context chain on that line.
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("switchyard: {e:#}");
+            eprintln!("switchyard: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined with `: `, leaving out a cause its parent already quotes
+/// (`sqlite: disk I/O error` is not followed by `disk I/O error` again).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run() -> anyhow::Result<()> {

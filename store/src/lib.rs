@@ -36,8 +36,20 @@ pub enum StoreError {
     Closed,
     #[error("bad store url `{0}`: {1}")]
     BadUrl(String, String),
-    #[error("store i/o: {0}")]
-    Io(#[from] std::io::Error),
+    /// The SQLite file's directory cannot be made (the cause follows in the error chain).
+    #[error("cannot create the directory {}", path.display())]
+    CreateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The SQLite file cannot be opened or created.
+    #[error("cannot open the SQLite file {path}")]
+    OpenFile {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

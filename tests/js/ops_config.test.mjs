@@ -62,7 +62,7 @@ test('a burst below its rate is raised to the rate, with a warning naming both',
 
 test('values out of range and inconsistent values are refused in one line naming the variable, no backtrace', () => {
   for (const [env, pattern] of [
-    [{ SWITCHYARD_SIO_SEND_QUEUE: '8' }, /SWITCHYARD_SIO_SEND_QUEUE.*not in 16\.\./],
+    [{ SWITCHYARD_SIO_SEND_QUEUE: '8' }, /SWITCHYARD_SIO_SEND_QUEUE.*8 is below the minimum, 16$/],
     [{ SWITCHYARD_HEARTBEAT_MS: '0' }, /SWITCHYARD_HEARTBEAT_MS/],
   ]) {
     const { code, lines } = runFailing(['edge'], env);
@@ -82,6 +82,9 @@ test('an unusable store path is one line naming it', () => {
   assert.equal(code, 1);
   const last = lines.at(-1);
   assert.ok(last.includes(file), last);
+  // What failed, on which path, and the system's reason once.
+  assert.match(last, /cannot create the directory .*not-a-dir/);
+  assert.equal(last.split('os error').length - 1, 1, last);
   assert.ok(!lines.some((l) => /stack backtrace|^\s+\d+: /.test(l)), lines.join('\n'));
 });
 

@@ -65,10 +65,16 @@ impl SqliteStore {
     pub fn open(path: &str) -> StoreResult<Self> {
         if let Some(dir) = Path::new(path).parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                    path: dir.to_owned(),
+                    source,
+                })?;
             }
         }
-        let conn = Connection::open(path)?;
+        let conn = Connection::open(path).map_err(|source| StoreError::OpenFile {
+            path: path.to_owned(),
+            source,
+        })?;
         configure(&conn)?;
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn)?;
