@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -116,8 +116,11 @@ async fn ask_edges(api: &Api, request: &ControlRequest) -> Result<Vec<ControlRep
         .collect())
 }
 
-async fn every_edges_connections(api: &Api) -> Result<Vec<EdgeConnections>, ApiError> {
-    let replies = ask_edges(api, &ControlRequest::ListConnections).await?;
+async fn every_edges_connections(
+    api: &Api,
+    user: Option<String>,
+) -> Result<Vec<EdgeConnections>, ApiError> {
+    let replies = ask_edges(api, &ControlRequest::ListConnections { user }).await?;
     let mut edges: Vec<EdgeConnections> = replies
         .into_iter()
         .filter_map(|reply| match reply {
@@ -129,12 +132,20 @@ async fn every_edges_connections(api: &Api) -> Result<Vec<EdgeConnections>, ApiE
     Ok(edges)
 }
 
-/// `GET /server/connections`: every connection, by edge.
-async fn connections(State(api): State<Api>) -> ApiResult {
-    let edges = every_edges_connections(&api).await?;
+#[derive(Deserialize)]
+struct ConnectionsQuery {
+    /// Only the connections of this chat user id or Frust name.
+    user: Option<String>,
+}
+
+/// `GET /server/connections[?user=]`: every connection, by edge.
+async fn connections(State(api): State<Api>, Query(query): Query<ConnectionsQuery>) -> ApiResult {
+    let edges = every_edges_connections(&api, query.user).await?;
     let edges: Vec<_> = edges
         .into_iter()
         .map(|e| {
+            let truncated =
+                e.frust.len() as u64 != e.frust_matched || e.chat.len() as u64 != e.chat_matched;
             let frust: Vec<_> = e
                 .frust
                 .into_iter()
@@ -145,7 +156,14 @@ async fn connections(State(api): State<Api>) -> ApiResult {
                 .into_iter()
                 .map(|(user, connection)| json!({ "user": user, "connection": connection }))
                 .collect();
-            json!({ "edge": e.edge, "frust": frust, "chat": chat })
+            json!({
+                "edge": e.edge,
+                "frust": frust,
+                "chat": chat,
+                "frust_count": e.frust_matched,
+                "chat_count": e.chat_matched,
+                "truncated": truncated,
+            })
         })
         .collect();
     Ok(Json(json!({ "edges": edges })).into_response())
@@ -153,10 +171,13 @@ async fn connections(State(api): State<Api>) -> ApiResult {
 
 /// `GET /server/users`: who is online on each API, with how many connections each has.
 async fn users(State(api): State<Api>) -> ApiResult {
-    let edges = every_edges_connections(&api).await?;
+    let edges = every_edges_connections(&api, None).await?;
     let mut frust: BTreeMap<String, u64> = BTreeMap::new();
     let mut anonymous = 0u64;
     let mut chat: BTreeMap<String, u64> = BTreeMap::new();
+    let complete = edges
+        .iter()
+        .all(|e| e.frust.len() as u64 == e.frust_matched && e.chat.len() as u64 == e.chat_matched);
     for edge in edges {
         for (_, name) in edge.frust {
             match name {
@@ -179,6 +200,8 @@ async fn users(State(api): State<Api>) -> ApiResult {
     Ok(Json(json!({
         "frust": { "users": frust, "anonymous_sessions": anonymous },
         "chat": { "users": chat },
+        // An edge with more connections than one answer holds listed only the first ones.
+        "complete": complete,
     }))
     .into_response())
 }

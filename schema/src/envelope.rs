@@ -245,8 +245,9 @@ pub enum ChatPresence {
 /// What the server API asks every edge (on `control.edges`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlRequest {
-    /// The edge's connections, both APIs.
-    ListConnections,
+    /// The edge's connections, both APIs; only those of `user` (a chat user id or a Frust
+    /// name) when set.
+    ListConnections { user: Option<String> },
     /// Close the Frust session with this id (as in presence), wherever it is.
     DisconnectFrustSession { session: String },
     /// Close every `/chat` connection of this user.
@@ -272,6 +273,10 @@ pub struct EdgeConnections {
     pub frust: Vec<(String, Option<String>)>,
     /// `/chat` connections: (user, connection id).
     pub chat: Vec<(String, String)>,
+    /// How many matched, listed or not: a list is cut to keep the answer under the bus's
+    /// message size.
+    pub frust_matched: u64,
+    pub chat_matched: u64,
 }
 
 /// Reply to `rpc.frust.online`.

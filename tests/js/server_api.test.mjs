@@ -4,8 +4,10 @@
 //
 // Contract: SWITCHYARD_SERVER_API_TOKEN turns on `/server/…` on the ops listener, behind
 // `Authorization: Bearer <token>` (401 otherwise; 404 with the variable's name when unset).
-//   GET  /server/connections → {edges: [{edge, frust: [{session, name}], chat: [{user, connection}]}]}
-//   GET  /server/users → {frust: {users: [{name, sessions}], anonymous_sessions}, chat: {users: [{user, connections}]}}
+//   GET  /server/connections[?user=] → {edges: [{edge, frust: [{session, name}], chat: [{user,
+//     connection}], frust_count, chat_count, truncated}]}
+//   GET  /server/users → {frust: {users: [{name, sessions}], anonymous_sessions}, chat: {users:
+//     [{user, connections}]}, complete}
 //   POST /server/frust/messages {text, type?, style?} → 202, a `message` event on every client
 //   POST /server/chat/rooms/{room}/messages {sender_id, message} → 201 {message}, stored and delivered
 //   POST /server/frust/sessions/{id}/disconnect, /server/chat/users/{user}/disconnect →
@@ -175,12 +177,23 @@ it('connections and users cover every edge; disconnecting a chat user closes it 
     assert.deepEqual(new Set(edges.map((e) => e.edge)).size, 2);
     const doraOn = edges.filter((e) => e.chat.some((c) => c.user === dora)).length;
     assert.equal(doraOn, 2, 'dora is listed on both edges');
+    for (const e of edges) {
+      assert.equal(e.chat_count, e.chat.length, 'counts match the lists');
+      assert.equal(e.truncated, false);
+    }
+    // One user's connections only.
+    const only = await api(edge(0).opsUrl, 'GET', `/server/connections?user=${enc(dora)}`);
+    assert.equal(only.status, 200);
+    const listed = only.body.edges.flatMap((e) => e.chat);
+    assert.equal(listed.length, 2, JSON.stringify(only.body));
+    assert.ok(listed.every((c) => c.user === dora));
 
     const users = await api(edge(0).opsUrl, 'GET', '/server/users');
     assert.equal(users.status, 200);
     const entry = (u) => users.body.chat.users.find((x) => x.user === u);
     assert.equal(entry(dora)?.connections, 2, JSON.stringify(users.body));
     assert.equal(entry(erik)?.connections, 1);
+    assert.equal(users.body.complete, true);
 
     const out = await runCli(['server', 'disconnect-chat-user', dora], {
       env: { SWITCHYARD_SERVER_API_URL: edge(0).opsUrl, SWITCHYARD_SERVER_API_TOKEN: TOKEN },
