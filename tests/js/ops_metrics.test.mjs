@@ -108,7 +108,7 @@ test('embedded `switchyard all` at start: every metric the rules and dashboard r
 
 test('the alert rules pass their promtool unit tests (embedded and cluster shapes)', { timeout: 60_000 }, (t) => {
   const tool = promtool();
-  if (!tool) return t.skip('promtool not on PATH');
+  if (!tool) return t.skip('SKIPPED: promtool not on PATH (apt-get install prometheus)');
   const out = execFileSync(tool, ['test', 'rules', 'alerts.test.yml'], { cwd: PROM_DIR, encoding: 'utf8' });
   assert.match(out, /SUCCESS/);
 });
