@@ -31,6 +31,10 @@ pub enum Command {
     Worker(Box<Common>),
     /// Aggregator role only (cluster mode: needs SWITCHYARD_NATS).
     Aggregator(Box<Common>),
+    /// Check the configuration a server would start with (values, store, NATS, JWT key,
+    /// limits), changing nothing and opening no listener: one line per check, exit 1 on any
+    /// problem.
+    CheckConfig(Box<CheckConfig>),
     /// Create or upgrade the store schema, then exit.
     Migrate(StoreArg),
     /// Print an HS256 chat token signed with SWITCHYARD_JWT_SECRET (development and tests).
@@ -52,6 +56,24 @@ pub enum Command {
     /// Load generator: real clients against running edges; latency, throughput, errors.
     /// `switchyard bench merge a.json b.json` merges several processes' results.
     Bench(Box<Bench>),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfig {
+    /// The server command to check for (`edge`, `worker` and `aggregator` need SWITCHYARD_NATS).
+    #[arg(long, value_enum, default_value = "all")]
+    pub role: RoleArg,
+    /// Exactly the server's flags and SWITCHYARD_* variables.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    All,
+    Edge,
+    Worker,
+    Aggregator,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +192,12 @@ pub struct Common {
     /// NATS server URLs, comma separated; selects cluster mode.
     #[arg(long, env = "SWITCHYARD_NATS")]
     pub nats: Option<String>,
+
+    /// How long a start waits for a first NATS server to answer before it exits with one line
+    /// naming the URLs, in seconds (once connected, lost connections are retried for ever).
+    #[arg(long, env = "SWITCHYARD_NATS_CONNECT_TIMEOUT_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub nats_connect_timeout_secs: u64,
 
     /// JetStream stream replicas; unset: min(3, servers in the NATS cluster).
     #[arg(long, env = "SWITCHYARD_NATS_REPLICAS", value_parser = clap::value_parser!(u64).range(1..=5))]
