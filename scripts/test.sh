@@ -27,10 +27,29 @@ need_nats() {
   echo "nats-server: $(${NATS_SERVER_BIN:-nats-server} --version)"
 }
 
+# promtool for the alert-rule unit tests: Debian's `prometheus` package ships it (no other
+# registry here does). Without it the rule tests print SKIPPED instead of failing.
+need_promtool() {
+  if ! command -v promtool >/dev/null; then
+    echo "installing promtool (Debian package: prometheus)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
+      || echo "promtool could not be installed"
+  fi
+}
+
 need_node
 need_nats
+need_promtool
 echo "== npm ci (tests/js)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "== promtool test rules (deploy/prometheus/alerts.test.yml)"
+if command -v promtool >/dev/null; then
+  promtool check rules deploy/prometheus/alerts.yml
+  (cd deploy/prometheus && promtool test rules alerts.test.yml)
+else
+  echo "SKIPPED: promtool not on PATH (apt-get install prometheus)"
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -31,6 +31,10 @@ pub enum Command {
     Worker(Box<Common>),
     /// Aggregator role only (cluster mode: needs SWITCHYARD_NATS).
     Aggregator(Box<Common>),
+    /// Check the configuration a server would start with (values, store, NATS, JWT key,
+    /// limits), changing nothing and opening no listener: one line per check, exit 1 on any
+    /// problem.
+    CheckConfig(Box<CheckConfig>),
     /// Create or upgrade the store schema, then exit.
     Migrate(StoreArg),
     /// Print an HS256 chat token signed with SWITCHYARD_JWT_SECRET (development and tests).
@@ -55,6 +59,24 @@ pub enum Command {
     /// Load generator: real clients against running edges; latency, throughput, errors.
     /// `switchyard bench merge a.json b.json` merges several processes' results.
     Bench(Box<Bench>),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfig {
+    /// The server command to check for (`edge`, `worker` and `aggregator` need SWITCHYARD_NATS).
+    #[arg(long, value_enum, default_value = "all")]
+    pub role: RoleArg,
+    /// Exactly the server's flags and SWITCHYARD_* variables.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    All,
+    Edge,
+    Worker,
+    Aggregator,
 }
 
 #[derive(Debug, Args)]
@@ -162,33 +184,56 @@ const MIN_SERVER_API_TOKEN_CHARS: usize = 16;
 pub struct Common {
     /// Address the HTTP server listens on: the client APIs, and /metrics, /healthz and /readyz
     /// unless SWITCHYARD_OPS_LISTEN moves them.
-    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        env = "SWITCHYARD_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
     pub listen: SocketAddr,
 
     /// Address of a separate listener for /metrics, /healthz and /readyz; when set, the public
     /// listener no longer serves them (and roles without an edge open no public listener).
-    #[arg(long, alias = "ops-addr", env = "SWITCHYARD_OPS_LISTEN")]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        alias = "ops-addr",
+        env = "SWITCHYARD_OPS_LISTEN"
+    )]
     pub ops_listen: Option<SocketAddr>,
 
     /// Bearer token of the server API (`/server/…` on the ops listener: publish, list and
     /// disconnect connections; at least 16 characters). Unset: the API is off.
-    #[arg(long, env = "SWITCHYARD_SERVER_API_TOKEN", hide_env_values = true)]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        env = "SWITCHYARD_SERVER_API_TOKEN",
+        hide_env_values = true
+    )]
     pub server_api_token: Option<String>,
 
+    #[command(next_help_heading = "Storage")]
     #[command(flatten)]
     pub store: StoreArg,
 
     /// NATS server URLs, comma separated; selects cluster mode.
-    #[arg(long, env = "SWITCHYARD_NATS")]
+    #[arg(help_heading = "Bus and cluster", long, env = "SWITCHYARD_NATS")]
     pub nats: Option<String>,
 
+    /// How long a start waits for a first NATS server to answer before it exits with one line
+    /// naming the URLs, in seconds (once connected, lost connections are retried for ever).
+    #[arg(help_heading = "Bus and cluster", long, env = "SWITCHYARD_NATS_CONNECT_TIMEOUT_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub nats_connect_timeout_secs: u64,
+
     /// JetStream stream replicas; unset: min(3, servers in the NATS cluster).
-    #[arg(long, env = "SWITCHYARD_NATS_REPLICAS", value_parser = clap::value_parser!(u64).range(1..=5))]
+    #[arg(help_heading = "Bus and cluster", long, env = "SWITCHYARD_NATS_REPLICAS", value_parser = clap::value_parser!(u64).range(1..=5))]
     pub nats_replicas: Option<u64>,
 
     /// How long an edge holds an inbound packet and retries its durable publish (same
     /// Nats-Msg-Id) before refusing it, in milliseconds; outlasts a JetStream election.
     #[arg(
+        help_heading = "Bus and cluster",
         long,
         env = "SWITCHYARD_PUBLISH_BUDGET_MS",
         default_value_t = 30_000
@@ -200,6 +245,7 @@ pub struct Common {
     /// Bytes of inbound packets one edge may hold while the stream has not confirmed them;
     /// beyond, packets are refused (`held_full`).
     #[arg(
+        help_heading = "Bus and cluster",
         long,
         env = "SWITCHYARD_HELD_BYTES",
         default_value_t = 32 * 1024 * 1024
@@ -211,6 +257,7 @@ pub struct Common {
     /// Attempts to persist one inbound packet while the store otherwise works, before it goes
     /// to the dead-letter stream and its partition moves on.
     #[arg(
+        help_heading = "Bus and cluster",
         long,
         env = "SWITCHYARD_PERSIST_ATTEMPTS",
         default_value_t = 10
@@ -221,6 +268,7 @@ pub struct Common {
 
     /// How often edges report their connections to the aggregator, in milliseconds.
     #[arg(
+        help_heading = "Bus and cluster",
         long,
         env = "SWITCHYARD_HEARTBEAT_MS",
         default_value_t = 5000,
@@ -230,6 +278,7 @@ pub struct Common {
 
     /// An edge silent for this long is considered dead and its users offline, in milliseconds.
     #[arg(
+        help_heading = "Bus and cluster",
         long,
         env = "SWITCHYARD_EDGE_TIMEOUT_MS",
         default_value_t = 15_000,
@@ -238,11 +287,12 @@ pub struct Common {
     pub edge_timeout_ms: u64,
 
     /// Serve this frontend directory at `/` (development, like the original's --dev).
-    #[arg(long, env = "SWITCHYARD_STATIC_DIR")]
+    #[arg(help_heading = "Frust", long, env = "SWITCHYARD_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
 
     /// Frust event names that are broadcast but neither stored nor toasted.
     #[arg(
+        help_heading = "Frust",
         long,
         env = "SWITCHYARD_EPHEMERAL_EVENTS",
         value_delimiter = ',',
@@ -253,6 +303,7 @@ pub struct Common {
     /// How long `status` changes are gathered into one broadcast, in milliseconds, with up to
     /// 1000 users online; longer in proportion beyond (each broadcast costs a packet per user).
     #[arg(
+        help_heading = "Frust",
         long,
         env = "SWITCHYARD_STATUS_WINDOW_MS",
         default_value_t = 100,
@@ -261,20 +312,36 @@ pub struct Common {
     pub status_window_ms: u64,
 
     /// The longest the status window stretches to with many users online, in milliseconds.
-    #[arg(long, env = "SWITCHYARD_STATUS_WINDOW_MAX_MS", default_value_t = 2000)]
+    #[arg(
+        help_heading = "Frust",
+        long,
+        env = "SWITCHYARD_STATUS_WINDOW_MAX_MS",
+        default_value_t = 2000
+    )]
     pub status_window_max_ms: u64,
 
     /// Upper bound for a graceful shutdown, in seconds.
-    #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        help_heading = "Shutdown and logging",
+        long,
+        env = "SWITCHYARD_DRAIN_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub drain_timeout_secs: u64,
 
     /// During a drain, keep answering HTTP (503 on /readyz and to new clients, /metrics) for at
     /// least this long, so load balancers see the edge go unready before it disappears.
-    #[arg(long, env = "SWITCHYARD_DRAIN_NOTICE_MS", default_value_t = 1000)]
+    #[arg(
+        help_heading = "Shutdown and logging",
+        long,
+        env = "SWITCHYARD_DRAIN_NOTICE_MS",
+        default_value_t = 1000
+    )]
     pub drain_notice_ms: u64,
 
     /// Log format.
     #[arg(
+        help_heading = "Shutdown and logging",
         long,
         env = "SWITCHYARD_LOG_FORMAT",
         value_enum,
@@ -284,6 +351,7 @@ pub struct Common {
 
     /// Socket.IO: packets queued per socket before it is dropped as a slow consumer.
     #[arg(
+        help_heading = "Socket.IO (Frust)",
         long,
         env = "SWITCHYARD_SIO_SEND_QUEUE",
         default_value_t = 256,
@@ -293,6 +361,7 @@ pub struct Common {
 
     /// Socket.IO heartbeat interval (ms); a client that stopped reading is closed within it.
     #[arg(
+        help_heading = "Socket.IO (Frust)",
         long,
         env = "SWITCHYARD_SIO_PING_INTERVAL_MS",
         default_value_t = 25_000,
@@ -302,6 +371,7 @@ pub struct Common {
 
     /// Packets per second one connection may send (sustained; a human clicks at most ~20/s).
     #[arg(
+        help_heading = "Rate limits",
         long,
         env = "SWITCHYARD_RATE_CONN",
         default_value_t = 50,
@@ -311,6 +381,7 @@ pub struct Common {
 
     /// Packets one connection may send in a burst.
     #[arg(
+        help_heading = "Rate limits",
         long,
         env = "SWITCHYARD_RATE_CONN_BURST",
         default_value_t = 200,
@@ -320,6 +391,7 @@ pub struct Common {
 
     /// Packets per second from one client IP, all its connections together.
     #[arg(
+        help_heading = "Rate limits",
         long,
         env = "SWITCHYARD_RATE_IP",
         default_value_t = 2000,
@@ -329,6 +401,7 @@ pub struct Common {
 
     /// Packets one client IP may send in a burst.
     #[arg(
+        help_heading = "Rate limits",
         long,
         env = "SWITCHYARD_RATE_IP_BURST",
         default_value_t = 4000,
@@ -338,6 +411,7 @@ pub struct Common {
 
     /// New connections per second from one client IP.
     #[arg(
+        help_heading = "Rate limits",
         long,
         env = "SWITCHYARD_RATE_CONNECT",
         default_value_t = 500,
@@ -347,6 +421,7 @@ pub struct Common {
 
     /// New connections one client IP may open in a burst.
     #[arg(
+        help_heading = "Rate limits",
         long,
         env = "SWITCHYARD_RATE_CONNECT_BURST",
         default_value_t = 2000,
@@ -356,6 +431,7 @@ pub struct Common {
 
     /// A connection with this many rate-limited packets within 10 s is disconnected.
     #[arg(
+        help_heading = "Rate limits",
         long,
         env = "SWITCHYARD_FLOOD_STRIKES",
         default_value_t = 200,
@@ -364,11 +440,21 @@ pub struct Common {
     pub flood_strikes: u32,
 
     /// Proxies (addresses or CIDR ranges, comma separated) whose X-Forwarded-For is believed.
-    #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Rate limits",
+        long,
+        env = "SWITCHYARD_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Vec<switchyard_edge::limits::IpRange>,
 
     /// Testing: start the clock at this Unix time (it then runs at real speed).
-    #[arg(long, env = "SWITCHYARD_CLOCK_START", hide = true)]
+    #[arg(
+        help_heading = "Rate limits",
+        long,
+        env = "SWITCHYARD_CLOCK_START",
+        hide = true
+    )]
     pub clock_start: Option<i64>,
 
     /// Connection, timeout and size limits of the HTTP server and the Socket.IO transport
@@ -768,6 +854,47 @@ mod tests {
             let err = parse(&bad).unwrap_err().to_string();
             assert!(err.contains("not in"), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn server_help_reads_by_concern_under_headings() {
+        let help = Cli::command()
+            .find_subcommand_mut("edge")
+            .unwrap()
+            .render_help()
+            .to_string();
+        // Each flag appears after its heading and before the next one.
+        let at = |text: &str| {
+            help.find(text)
+                .unwrap_or_else(|| panic!("{text} missing:\n{help}"))
+        };
+        let order = [
+            ("Listening:", "--ops-listen"),
+            ("Storage:", "--store"),
+            ("Bus and cluster:", "--nats-connect-timeout-secs"),
+            ("Frust:", "--static-dir"),
+            ("Shutdown and logging:", "--log-format"),
+            ("Socket.IO (Frust):", "--sio-send-queue"),
+            ("Rate limits:", "--trusted-proxies"),
+            ("Transport limits:", "--max-connections"),
+            ("Chat:", "--jwt-public-key"),
+        ];
+        for pair in order.windows(2) {
+            let ((heading, flag), (next, _)) = (pair[0], pair[1]);
+            assert!(
+                at(heading) < at(flag) && at(flag) < at(next),
+                "{flag} under {heading}:\n{help}"
+            );
+        }
+        let check = Cli::command()
+            .find_subcommand_mut("check-config")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(
+            check.contains("--role") && check.contains("Storage:"),
+            "{check}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! process (embedded mode: in-process bus unless SWITCHYARD_NATS is set); `edge`, `worker` and
 //! `aggregator` run one role each over NATS (cluster mode).
 
+mod check_config;
 mod config;
 mod dead_letters;
 mod env_check;
@@ -85,6 +86,10 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Edge(c)) => (Some(Roles::EDGE), Some(c)),
         Some(Command::Worker(c)) => (Some(Roles::WORKER), Some(c)),
         Some(Command::Aggregator(c)) => (Some(Roles::AGGREGATOR), Some(c)),
+        // No logging: it prints one line per check itself.
+        Some(Command::CheckConfig(c)) => {
+            return tokio::runtime::Runtime::new()?.block_on(check_config::run(*c, unknown_env))
+        }
         Some(other) => return run_tool(other, unknown_env),
     };
     let roles = command.unwrap_or(Roles::ALL);
@@ -141,8 +146,12 @@ fn run_tool(command: Command, unknown_env: Option<String>) -> anyhow::Result<()>
                 let bench = *bench;
                 switchyard_loadgen::run(bench.args, bench.secret.jwt_secret).await
             }
-            Command::All(_) | Command::Edge(_) | Command::Worker(_) | Command::Aggregator(_) => {
-                unreachable!("servers are started by run")
+            Command::All(_)
+            | Command::Edge(_)
+            | Command::Worker(_)
+            | Command::Aggregator(_)
+            | Command::CheckConfig(_) => {
+                unreachable!("servers and check-config are started by run")
             }
         }
     })

@@ -59,7 +59,7 @@ impl Roles {
         aggregator: false,
     };
 
-    fn is_all(&self) -> bool {
+    pub fn is_all(&self) -> bool {
         self.edge && self.worker && self.aggregator
     }
 
@@ -93,11 +93,23 @@ async fn connect_bus(common: &Common, roles: Roles) -> anyhow::Result<Arc<dyn Bu
     match &common.nats {
         Some(urls) => connect_nats(common, urls, roles).await,
         None if roles.is_all() => Ok(Arc::new(InProcessBus::new())),
-        None => anyhow::bail!(
-            "a single role runs in cluster mode and needs SWITCHYARD_NATS (NATS server URLs); \
-             `switchyard all` runs every role in one process without it"
-        ),
+        None => anyhow::bail!(NEEDS_NATS),
     }
+}
+
+/// Why a single role does not start without NATS.
+pub const NEEDS_NATS: &str = "a single role runs in cluster mode and needs SWITCHYARD_NATS (NATS \
+     server URLs); `switchyard all` runs every role in one process without it";
+
+/// SWITCHYARD_NATS as a list of URLs.
+pub fn nats_urls(urls: &str) -> anyhow::Result<Vec<String>> {
+    let urls: Vec<String> = urls
+        .split(',')
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    anyhow::ensure!(!urls.is_empty(), "SWITCHYARD_NATS names no server");
+    Ok(urls)
 }
 
 pub async fn connect_nats(
@@ -105,15 +117,11 @@ pub async fn connect_nats(
     urls: &str,
     roles: Roles,
 ) -> anyhow::Result<Arc<dyn Bus>> {
-    let urls: Vec<String> = urls
-        .split(',')
-        .map(|u| u.trim().to_owned())
-        .filter(|u| !u.is_empty())
-        .collect();
-    anyhow::ensure!(!urls.is_empty(), "SWITCHYARD_NATS names no server");
+    let urls = nats_urls(urls)?;
     let opts = NatsOptions {
         replicas: common.nats_replicas.map(|n| n as usize),
         publish_budget: Duration::from_millis(common.publish_budget_ms),
+        connect_timeout: Duration::from_secs(common.nats_connect_timeout_secs),
         // The pid tells an operator (and the chaos suite) which process a connection is.
         ..NatsOptions::new(
             urls,
@@ -121,9 +129,15 @@ pub async fn connect_nats(
         )
     };
     let servers = opts.urls.join(",");
-    let bus = NatsBus::connect(opts)
-        .await
-        .with_context(|| format!("connecting to NATS at {servers} (SWITCHYARD_NATS)"))?;
+    let bus = match NatsBus::connect(opts).await {
+        Ok(bus) => bus,
+        // Already the one line: `cannot reach NATS at nats://…: … (waited N s, …)`.
+        Err(e @ switchyard_bus::BusError::Unreachable(_)) => return Err(e.into()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("connecting to NATS at {servers} (SWITCHYARD_NATS)")))
+        }
+    };
     Ok(Arc::new(bus))
 }
 
@@ -134,7 +148,7 @@ pub fn clock(common: &Common) -> Clock {
         .unwrap_or_else(Clock::system)
 }
 
-fn chat_config(common: &Common) -> anyhow::Result<ChatConfig> {
+pub fn chat_config(common: &Common) -> anyhow::Result<ChatConfig> {
     let chat = &common.chat;
     let jwt_public_key_pem = match &chat.jwt_public_key {
         Some(path) => {

@@ -60,6 +60,16 @@ impl ChatPresenceMap {
         self.remove_where(|_, _, edge| dead.contains(edge))
     }
 
+    /// Users with at least one open connection.
+    pub fn online_users(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Edges heard from within the edge timeout (the silent ones are dropped by `expire`).
+    pub fn edges(&self) -> impl Iterator<Item = &String> {
+        self.edges_seen.keys()
+    }
+
     /// Removes matching connections; returns users left with none.
     fn remove_where(&mut self, doomed: impl Fn(&str, &str, &str) -> bool) -> Vec<String> {
         let mut offline = Vec::new();
@@ -129,5 +139,8 @@ mod tests {
             vec!["ann"],
             "bob is still on e2"
         );
+        // The gauges' inputs: bob online (two connections counted once before), e2 alive.
+        assert_eq!(p.online_users(), 1);
+        assert_eq!(p.edges().collect::<Vec<_>>(), vec!["e2"]);
     }
 }

@@ -149,6 +149,8 @@ impl Aggregator {
                         for user in chat_online.expire(now, self.config.edge_timeout) {
                             self.announce_chat_leave(user);
                         }
+                        // Presence changes between ticks show up within a tick (≤ 1 s).
+                        report_presence(&sessions, &chat_online);
                     },
                     // Recomputed every pass: the window follows the audience as it grows or shrinks.
                     _ = tokio::time::sleep_until(status.due(sessions.online_count())) => {
@@ -292,6 +294,12 @@ impl Aggregator {
             Err(e) => tracing::error!(error = %e, "cannot encode broadcast"),
         }
     }
+}
+
+/// The online and alive-edge gauges from the presence maps.
+fn report_presence(sessions: &Sessions, chat: &ChatPresenceMap) {
+    let edges: std::collections::HashSet<&String> = sessions.edges().chain(chat.edges()).collect();
+    telemetry::online(sessions.online_count(), chat.online_users(), edges.len());
 }
 
 /// Sleeps until the deadline, or forever when there is none.

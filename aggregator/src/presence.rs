@@ -122,6 +122,11 @@ impl Sessions {
         self.sessions.len()
     }
 
+    /// Edges heard from within the edge timeout (the silent ones are dropped by `expire`).
+    pub fn edges(&self) -> impl Iterator<Item = &String> {
+        self.edges_seen.keys()
+    }
+
     pub fn online_users(&self) -> Vec<OnlineUser> {
         self.sessions
             .values()
@@ -223,6 +228,9 @@ mod tests {
             Some(Status { user_count: 1 }),
             "e1 died"
         );
+        // The gauges' inputs: one session, one live edge.
+        assert_eq!(s.online_count(), 1);
+        assert_eq!(s.edges().collect::<Vec<_>>(), vec!["e2"]);
         // After an aggregator restart, a heartbeat alone brings sessions back with names.
         let mut fresh = Sessions::default();
         fresh.apply(

@@ -1,6 +1,6 @@
 //! Every metric the aggregator exports, described once, registered at zero.
 
-use metrics::describe_counter;
+use metrics::{describe_counter, describe_gauge};
 
 /// Call once per process that runs the aggregator, after the recorder is installed.
 pub fn describe() {
@@ -16,6 +16,16 @@ pub fn describe() {
         "switchyard_aggregator_fact_gaps_total",
         "Gaps found in the facts read, re-read from the first unapplied"
     );
+    describe_gauge!(
+        "switchyard_online_users",
+        "Online on each API as its REST API counts them: Frust sessions (api=frust, \
+         /api/online_users), chat users with an open connection (api=chat)"
+    );
+    describe_gauge!(
+        "switchyard_alive_edges",
+        "Edges whose heartbeats are fresh (heard within SWITCHYARD_EDGE_TIMEOUT_MS)"
+    );
+    online(0, 0, 0);
     for name in [
         "switchyard_aggregator_duplicate_facts_total",
         "switchyard_aggregator_stale_facts_total",
@@ -23,4 +33,11 @@ pub fn describe() {
     ] {
         metrics::counter!(name).absolute(0);
     }
+}
+
+/// The presence gauges: Frust sessions, chat users, edges alive.
+pub fn online(frust_sessions: usize, chat_users: usize, alive_edges: usize) {
+    metrics::gauge!("switchyard_online_users", "api" => "frust").set(frust_sessions as f64);
+    metrics::gauge!("switchyard_online_users", "api" => "chat").set(chat_users as f64);
+    metrics::gauge!("switchyard_alive_edges").set(alive_edges as f64);
 }

@@ -14,7 +14,10 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 pub use in_process::InProcessBus;
-pub use nats::{NatsBus, NatsOptions, DEFAULT_DUPLICATE_WINDOW, DEFAULT_PUBLISH_BUDGET};
+pub use nats::{
+    probe as probe_nats, NatsBus, NatsOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DUPLICATE_WINDOW,
+    DEFAULT_PUBLISH_BUDGET,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -31,6 +34,9 @@ pub enum BusError {
     /// A durable publish got no answer: it may or may not have been stored.
     #[error("not confirmed (may still be stored): {0}")]
     Unconfirmed(String),
+    /// No server answered within the connect timeout; the message names the URLs and why.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// The outcome of a durable publish already sent: resolves once the stream stored it, with what

@@ -36,6 +36,8 @@ const FACTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// pipelined send: counted from its first failed attempt). It outlasts a JetStream leader
 /// election on a loaded cluster, so nothing is refused while a quorum is up.
 pub const DEFAULT_PUBLISH_BUDGET: Duration = Duration::from_secs(30);
+/// Default wait for a first NATS server at start (SWITCHYARD_NATS_CONNECT_TIMEOUT_SECS).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Dead letters wait this long for an operator.
 const DEAD_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Replicas when none are configured: min(this, servers in the cluster).
@@ -70,6 +72,9 @@ pub struct NatsOptions {
     pub publish_budget: Duration,
     /// The streams' `Nats-Msg-Id` dedup window (tests shorten it).
     pub duplicate_window: Duration,
+    /// How long `connect` waits for a first server to answer before it fails
+    /// ([`BusError::Unreachable`]); once connected, the client reconnects by itself for ever.
+    pub connect_timeout: Duration,
 }
 
 impl NatsOptions {
@@ -81,6 +86,7 @@ impl NatsOptions {
             name: name.into(),
             publish_budget: DEFAULT_PUBLISH_BUDGET,
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -142,7 +148,8 @@ impl Outcomes {
 }
 
 impl NatsBus {
-    /// Connects (in the background if no server is up yet) and makes sure IN and FACTS exist.
+    /// Connects (waiting up to `connect_timeout` for a first server) and makes sure IN, FACTS
+    /// and DEAD exist.
     pub async fn connect(opts: NatsOptions) -> Result<Self, BusError> {
         let addrs = opts
             .urls
@@ -152,16 +159,9 @@ impl NatsBus {
         if addrs.is_empty() {
             return Err(BusError::Backend("no NATS url given".into()));
         }
-        let name = opts.name.clone();
         let servers: Arc<str> = opts.urls.join(",").into();
-        let for_events = servers.clone();
-        let client = ConnectOptions::new()
-            .name(&opts.name)
-            .retry_on_initial_connect()
-            .event_callback(move |event| log_event(name.clone(), for_events.clone(), event))
-            .connect(addrs)
-            .await
-            .map_err(backend)?;
+        let client =
+            connect_client(addrs, &opts.name, servers.clone(), opts.connect_timeout).await?;
         let admin = jetstream::ContextBuilder::new()
             .timeout(API_TIMEOUT)
             .build(client.clone());
@@ -986,6 +986,97 @@ where
 /// 100 ms doubling up to 2 s.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(2))
+}
+
+/// A client connected to one of `addrs`, or [`BusError::Unreachable`] naming `servers` and the
+/// last connection error once `timeout` has passed without any server answering.
+async fn connect_client(
+    addrs: Vec<ServerAddr>,
+    name: &str,
+    servers: Arc<str>,
+    timeout: Duration,
+) -> Result<Client, BusError> {
+    let for_events = servers.clone();
+    let connection = name.to_owned();
+    // Why the last attempt failed, for the one line that says NATS is unreachable.
+    let last_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let record = last_error.clone();
+    let first = addrs.first().map(|a| (a.host().to_owned(), a.port()));
+    let client = ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .event_callback(move |event| {
+            if let Event::ClientError(err) = &event {
+                *record.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
+            }
+            log_event(connection.clone(), for_events.clone(), event)
+        })
+        .connect(addrs)
+        .await
+        .map_err(backend)?;
+    // The first round trip waits for a connection: bounded, so a wrong URL or a NATS that is
+    // not there ends the start with one line instead of retrying for ever.
+    if tokio::time::timeout(timeout, client.flush()).await.is_err() {
+        let why = last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| "no answer".into());
+        // The client's own error drops its cause ("IO error"): a plain TCP connect names it.
+        let why = match first {
+            Some(addr) => match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Err(io)) => io.to_string(),
+                Ok(Ok(_)) => format!("{why}; the port accepts TCP but no NATS handshake completed (a NATS port? TLS or credentials?)"),
+                Err(_) => format!("{why}; a TCP connect gets no answer (firewall or wrong host?)"),
+            },
+            None => why,
+        };
+        return Err(BusError::Unreachable(format!(
+            "cannot reach NATS at {servers}: {why} (waited {} s, \
+             SWITCHYARD_NATS_CONNECT_TIMEOUT_SECS)",
+            timeout.as_secs()
+        )));
+    }
+    Ok(client)
+}
+
+/// Connects to `urls` as `connect` would, touching nothing (no stream is created or updated),
+/// and describes the server that answered: `check-config`.
+pub async fn probe(urls: &[String], name: &str, timeout: Duration) -> Result<String, BusError> {
+    let addrs = urls
+        .iter()
+        .map(|url| {
+            url.parse::<ServerAddr>()
+                .map_err(|e| backend(format!("`{url}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.is_empty() {
+        return Err(BusError::Backend("no NATS url given".into()));
+    }
+    let client = connect_client(addrs, name, urls.join(",").into(), timeout).await?;
+    let info = client.server_info();
+    let described = format!(
+        "{} (NATS {}{}, JetStream {})",
+        info.server_name,
+        info.version,
+        info.cluster
+            .as_deref()
+            .map(|c| format!(", cluster {c}"))
+            .unwrap_or_default(),
+        if info.jetstream {
+            "enabled"
+        } else {
+            "DISABLED"
+        }
+    );
+    if !info.jetstream {
+        return Err(BusError::Backend(format!(
+            "NATS at {} answers but has JetStream disabled (start nats-server with -js): {described}",
+            urls.join(",")
+        )));
+    }
+    let _ = client.drain().await;
+    Ok(described)
 }
 
 fn backend(err: impl std::fmt::Display) -> BusError {

@@ -78,6 +78,7 @@ pub struct Edge {
     router: Router,
     socket_io: socketioxide::layer::SocketIoLayer,
     static_dir: Option<PathBuf>,
+    clock: Clock,
     frust: Arc<frust::FrustEdge>,
     chat: Arc<chat::ChatEdge>,
     tasks: Vec<JoinHandle<()>>,
@@ -129,6 +130,7 @@ impl Edge {
             router: frust_router.merge(chat_router),
             socket_io,
             static_dir: config.static_dir.clone(),
+            clock: config.clock,
             frust,
             chat,
             tasks,
@@ -141,7 +143,7 @@ impl Edge {
     pub fn app(&self, routes: Router) -> Router {
         let mut app = routes.merge(self.router.clone());
         if let Some(dir) = &self.static_dir {
-            app = static_files::serve(app, dir);
+            app = static_files::serve(app, dir, self.clock);
         }
         // One span per HTTP request (method, URI with any chat token redacted); Socket.IO
         // polling requests included.

@@ -1,4 +1,6 @@
-//! Development mode: serves a frontend directory at `/`, with `/` redirecting to `/index.html`.
+//! Development mode: serves a frontend directory at `/`, with `/` redirecting to `/index.html`,
+//! and `/version.json` (the stats page's "Frontend version") like the original's `--dev`: the
+//! directory's own file when it has one (a built frontend writes it), else generated.
 //! Only files inside the directory are served: `ServeDir` refuses `..`, and a symlink whose
 //! target lies outside (resolved before serving) is answered 404 like a missing file.
 
@@ -10,17 +12,40 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
-use tower::Layer;
+use axum::{Json, Router};
+use switchyard_schema::Clock;
+use tower::{Layer, ServiceExt};
 use tower_http::services::ServeDir;
 
-pub fn serve(router: Router, dir: &Path) -> Router {
+pub fn serve(router: Router, dir: &Path, clock: Clock) -> Router {
     // Resolved once: the root a served file must resolve under.
     let root = Arc::new(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
     let confined = axum::middleware::from_fn_with_state(root, confine).layer(ServeDir::new(dir));
+    let version_file = dir.join("version.json");
+    let files = confined.clone();
+    let version = move |request: Request| async move {
+        if tokio::fs::metadata(&version_file)
+            .await
+            .is_ok_and(|m| m.is_file())
+        {
+            // Through the confinement like any other file (a link out is still refused).
+            let Ok(response) = files.oneshot(request).await;
+            return response.into_response();
+        }
+        Json(generated_version(clock)).into_response()
+    };
     router
         .route("/", get(|| async { Redirect::temporary("/index.html") }))
+        .route("/version.json", get(version))
         .fallback_service(confined)
+}
+
+/// What the original's `--dev` answered at `/version.json` when no frontend build wrote the
+/// file: the deployed build's keys (`commit_sha`, `timestamp`, both strings), each the current
+/// Unix time, so a development frontend always looks new.
+fn generated_version(clock: Clock) -> serde_json::Value {
+    let now = clock.now().to_string();
+    serde_json::json!({ "commit_sha": now, "timestamp": now })
 }
 
 async fn confine(State(root): State<Arc<PathBuf>>, request: Request, next: Next) -> Response {
@@ -67,6 +92,15 @@ async fn escapes(root: &Path, uri_path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_generated_version_has_the_original_keys_as_strings() {
+        let v = generated_version(Clock::starting_at(1_600_000_000));
+        let commit = v["commit_sha"].as_str().unwrap();
+        assert!(commit.starts_with("16000000"), "{v}");
+        assert!(v["timestamp"].is_string());
+        assert_eq!(v.as_object().unwrap().len(), 2);
+    }
 
     #[tokio::test]
     async fn links_out_of_the_directory_escape_links_inside_do_not() {

@@ -245,6 +245,19 @@ pub async fn migrate(url: &str) -> StoreResult<()> {
     }
 }
 
+/// Checks that the store a URL names can be opened, changing nothing (`switchyard
+/// check-config`): SQLite, that the file is a writable database or can be created where it
+/// would be; ScyllaDB, that the nodes answer and the keyspace's schema suits this build. Says
+/// what it found.
+pub async fn check(url: &str) -> StoreResult<String> {
+    match Target::parse(url)? {
+        Target::Sqlite(path) => tokio::task::spawn_blocking(move || SqliteStore::check(&path))
+            .await
+            .map_err(|_| StoreError::Closed)?,
+        Target::Scylla(url) => ScyllaStore::check(&url).await,
+    }
+}
+
 enum Target {
     Sqlite(String),
     Scylla(self::scylla::ScyllaUrl),

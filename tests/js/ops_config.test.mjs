@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BIN, freePort, sleep } from './lib/server.mjs';
+import { startNatsCluster } from './lib/cluster.mjs';
 
 /** The environment without any SWITCHYARD_* or RUST_LOG of the caller, plus `env`. */
 function cleanEnv(env = {}) {
@@ -129,5 +130,88 @@ test('text logs in a pipe carry no colour codes; JSON logs are flat with role an
     assert.equal(record.role, 'edge', line);
     assert.match(record.version, /^\d+\.\d+\.\d+/);
     assert.equal(record.fields, undefined, 'flat, not nested under fields');
+  }
+});
+
+test('NATS unreachable at start: after SWITCHYARD_NATS_CONNECT_TIMEOUT_SECS, exit 1 with one line naming the URL', { timeout: 60_000 }, async () => {
+  const url = `nats://127.0.0.1:${await freePort()}`;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-nats-'));
+  const { code, lines } = runFailing(['worker'], {
+    SWITCHYARD_NATS: url, SWITCHYARD_NATS_CONNECT_TIMEOUT_SECS: '1', SWITCHYARD_STORE: `sqlite://${dir}/db.sqlite`,
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+  assert.equal(code, 1, lines.join('\n'));
+  const last = lines.at(-1);
+  assert.ok(last.startsWith(`switchyard: cannot reach NATS at ${url}: `), last);
+  assert.match(last, /refused/i, 'says why');
+  assert.ok(!lines.some((l) => /stack backtrace|^\s+\d+: /.test(l)), lines.join('\n'));
+  // Out of range is refused like every other number.
+  const bad = runFailing(['worker'], { SWITCHYARD_NATS: url, SWITCHYARD_NATS_CONNECT_TIMEOUT_SECS: '0' });
+  assert.equal(bad.code, 1);
+  assert.match(bad.lines.at(-1), /SWITCHYARD_NATS_CONNECT_TIMEOUT_SECS.*not in 1\.\.=3600/);
+});
+
+test('check-config: one line per check, exit 0 when a start would work, and it changes nothing', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-check-'));
+  const db = path.join(dir, 'data', 'db.sqlite');
+  const res = spawnSync(BIN, ['check-config'], {
+    env: cleanEnv({ SWITCHYARD_STORE: `sqlite://${db}`, SWITCHYARD_JWT_SECRET: 'x'.repeat(32) }), encoding: 'utf8', timeout: 20_000,
+  });
+  assert.equal(res.status, 0, res.stdout + res.stderr);
+  const lines = res.stdout.split('\n').filter(Boolean);
+  for (const check of ['values', 'store', 'bus', 'chat limits', 'jwt']) {
+    assert.ok(lines.some((l) => l.startsWith(`ok   ${check}:`)), `${check}:\n${res.stdout}`);
+  }
+  assert.ok(!fs.existsSync(path.join(dir, 'data')), 'no store created');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('check-config: every problem is a FAIL line naming what to fix (store path, NATS URL, JWT key, limits), exit 1', { timeout: 60_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-check-'));
+  const file = path.join(dir, 'not-a-dir');
+  fs.writeFileSync(file, '');
+  const key = path.join(dir, 'key.pem');
+  fs.writeFileSync(key, '-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n');
+  const url = `nats://127.0.0.1:${await freePort()}`;
+  const res = spawnSync(BIN, ['check-config', '--role', 'edge'], {
+    env: cleanEnv({
+      SWITCHYARD_STORE: `sqlite://${file}/db.sqlite`,
+      SWITCHYARD_NATS: url,
+      SWITCHYARD_NATS_CONNECT_TIMEOUT_SECS: '1',
+      SWITCHYARD_JWT_PUBLIC_KEY: key,
+      SWITCHYARD_CHAT_PING_INTERVAL_MS: '1000',
+      SWITCHYARD_CHAT_IDLE_TIMEOUT_MS: '500',
+      SWITCHYARD_STOER: 'typo',
+    }),
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+  assert.equal(res.status, 1, res.stdout + res.stderr);
+  const fails = res.stdout.split('\n').filter((l) => l.startsWith('FAIL '));
+  assert.equal(fails.length, 4, res.stdout);
+  assert.ok(fails.some((l) => l.startsWith('FAIL store:') && l.includes(file) && l.includes('not a directory')), res.stdout);
+  assert.ok(fails.some((l) => l.startsWith(`FAIL bus: cannot reach NATS at ${url}:`)), res.stdout);
+  assert.ok(fails.some((l) => l.startsWith('FAIL chat limits:') && l.includes('SWITCHYARD_CHAT_IDLE_TIMEOUT_MS')), res.stdout);
+  assert.ok(fails.some((l) => l.startsWith('FAIL jwt:') && l.includes('PEM')), res.stdout);
+  assert.ok(res.stdout.split('\n').some((l) => /^warn values: .*SWITCHYARD_STOER/.test(l)), res.stdout);
+  assert.equal(res.stderr.trim(), 'switchyard: check-config: 4 problems (the FAIL lines above)');
+});
+
+test('check-config against a real NATS: the server is reached and described, and no stream is created', { timeout: 60_000 }, async () => {
+  const nats = await startNatsCluster({ name: 'check-config' });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-check-'));
+  try {
+    const res = spawnSync(BIN, ['check-config', '--role', 'worker'], {
+      env: cleanEnv({ SWITCHYARD_STORE: `sqlite://${dir}/db.sqlite`, SWITCHYARD_NATS: nats.urls }), encoding: 'utf8', timeout: 30_000,
+    });
+    assert.equal(res.status, 0, res.stdout + res.stderr);
+    assert.ok(res.stdout.split('\n').some((l) => l.startsWith(`ok   bus: NATS at ${nats.urls} answers:`) && l.includes('JetStream enabled')), res.stdout);
+    // JetStream's account info: no stream was created by the check.
+    const info = await fetch(`${nats.nodes[0].monitorUrl}/jsz`).then((r) => r.json());
+    assert.equal(info.streams, 0, JSON.stringify(info));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    await nats.close();
   }
 });

@@ -9,8 +9,10 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, REPO_ROOT } from './lib/server.mjs';
+import { startServer, REPO_ROOT, eventually } from './lib/server.mjs';
 import { startCluster } from './lib/cluster.mjs';
+import { connect, closeAllClients } from './lib/clients.mjs';
+import { startChatServer, connectChat, closeAllChats, uid } from './lib/chat.mjs';
 
 const PROM_DIR = path.join(REPO_ROOT, 'deploy', 'prometheus');
 const DASHBOARD = path.join(REPO_ROOT, 'deploy', 'grafana', 'dashboards', 'switchyard.json');
@@ -93,6 +95,11 @@ test('embedded `switchyard all` at start: every metric the rules and dashboard r
   // Error counters exist at zero, so rate() sees the first failure.
   assert.equal(samples.find((s) => s.name === 'switchyard_store_errors_total' && s.labels.op === 'insert_click')?.value, 0);
   assert.equal(samples.find((s) => s.name === 'switchyard_bus_durable_failed_total')?.value, 0);
+  // Presence gauges exist at 0 before anyone connects.
+  for (const api of ['frust', 'chat']) {
+    assert.equal(samples.find((s) => s.name === 'switchyard_online_users' && s.labels.api === api)?.value, 0, api);
+  }
+  assert.ok(families.get('switchyard_alive_edges')?.samples === 1, 'switchyard_alive_edges');
 
   const tool = promtool();
   if (!tool) {
@@ -108,7 +115,7 @@ test('embedded `switchyard all` at start: every metric the rules and dashboard r
 
 test('the alert rules pass their promtool unit tests (embedded and cluster shapes)', { timeout: 60_000 }, (t) => {
   const tool = promtool();
-  if (!tool) return t.skip('promtool not on PATH');
+  if (!tool) return t.skip('SKIPPED: promtool not on PATH (apt-get install prometheus)');
   const out = execFileSync(tool, ['test', 'rules', 'alerts.test.yml'], { cwd: PROM_DIR, encoding: 'utf8' });
   assert.match(out, /SUCCESS/);
 });
@@ -126,4 +133,27 @@ test('cluster roles: each process says its role in build_info and describes what
   }
   const missing = [...usedFamilies()].filter((name) => !union.has(name));
   assert.deepEqual(missing, [], 'used by alerts.yml or the dashboard but exported by no role at start');
+});
+
+test('online users (per API, as REST counts them) and alive edges follow clients and heartbeats', { timeout: 60_000 }, async () => {
+  const server = await startChatServer({ name: 'metrics-online', env: { SWITCHYARD_HEARTBEAT_MS: '200' } });
+  cleanup.push(() => server.close());
+  const gauges = async () => {
+    const { samples } = parse(await scrape(server.url));
+    const value = (name, api) => samples.find((s) => s.name === name && (api === undefined || s.labels.api === api))?.value;
+    return { frust: value('switchyard_online_users', 'frust'), chat: value('switchyard_online_users', 'chat'), edges: value('switchyard_alive_edges') };
+  };
+  const frust = [await connect(server, 4, 'websocket'), await connect(server, 2, 'websocket')];
+  const user = uid('ann');
+  // One user on two connections is one chat user online.
+  const chats = [await connectChat(server, user), await connectChat(server, user)];
+  await eventually(async () => assert.deepEqual(await gauges(), { frust: 2, chat: 1, edges: 1 }),
+    { timeoutMs: 15_000, what: 'frust=2 chat=1 edges=1' });
+  const online = await (await fetch(`${server.url}/api/online_users`)).json();
+  assert.equal(online.length, 2, 'the gauge counts what /api/online_users lists');
+  closeAllClients();
+  await closeAllChats();
+  await eventually(async () => assert.deepEqual(await gauges(), { frust: 0, chat: 0, edges: 1 }),
+    { timeoutMs: 15_000, what: 'frust=0 chat=0, the edge still alive' });
+  assert.equal(frust.length + chats.length, 4);
 });

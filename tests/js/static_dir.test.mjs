@@ -36,3 +36,21 @@ test('without a static directory nothing is served at /', async () => {
     assert.equal((await fetch(`${server.url}/index.html`)).status, 404);
   });
 });
+
+test('/version.json (the stats page\'s "Frontend version"): the directory\'s file, else the original --dev\'s shape', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-static-'));
+  fs.writeFileSync(path.join(dir, 'index.html'), '<h1>frust</h1>');
+  try {
+    await withServer({ env: { SWITCHYARD_STATIC_DIR: dir }, name: 'static-version' }, async (server) => {
+      const generated = await getJson(server, '/version.json');
+      assert.deepEqual(Object.keys(generated).sort(), ['commit_sha', 'timestamp']);
+      assert.match(generated.commit_sha, /^\d+$/);
+      assert.match(generated.timestamp, /^\d+$/);
+      const built = { commit_sha: 'abc123', timestamp: '2020-11-02T10:00:00' };
+      fs.writeFileSync(path.join(dir, 'version.json'), JSON.stringify(built));
+      assert.deepEqual(await getJson(server, '/version.json'), built);
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -68,6 +68,19 @@ impl ScyllaStore {
     }
 }
 
+impl ScyllaStore {
+    /// Connects and reads the keyspace's schema version, changing nothing.
+    pub async fn check(url: &ScyllaUrl) -> StoreResult<String> {
+        let session = session::connect(url).await?;
+        let found = migrate::current_version(&session, &url.keyspace).await?;
+        migrate::check(found, migrate::needed())?;
+        Ok(format!(
+            "ScyllaDB {:?}, keyspace {} at schema version {found}",
+            url.nodes, url.keyspace
+        ))
+    }
+}
+
 /// Creates the keyspace if missing and applies the migrations it lacks (`switchyard migrate`).
 pub async fn migrate(url: &ScyllaUrl) -> StoreResult<()> {
     migrate::run(url).await

@@ -90,6 +90,59 @@ impl SqliteStore {
         })
     }
 
+    /// What `open` would find at `path`, without creating or changing anything.
+    pub fn check(path: &str) -> StoreResult<String> {
+        let file = Path::new(path);
+        if file.exists() {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            if conn.is_readonly(rusqlite::MAIN_DB)? {
+                return Err(StoreError::BadUrl(
+                    path.into(),
+                    "the database file is not writable".into(),
+                ));
+            }
+            // Reads the header: a file that is not a database fails here.
+            let tables: i64 =
+                conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+            return Ok(match tables {
+                0 => format!("{path}: an empty database (the schema is created at start)"),
+                n => format!("{path}: a writable database ({n} schema objects)"),
+            });
+        }
+        // Missing: `open` creates it and its directories under the nearest existing ancestor.
+        let mut ancestor = file.parent();
+        while let Some(dir) = ancestor {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Ok(meta) = std::fs::metadata(dir) {
+                if !meta.is_dir() {
+                    return Err(StoreError::BadUrl(
+                        path.into(),
+                        format!("{} is not a directory", dir.display()),
+                    ));
+                }
+                if meta.permissions().readonly() {
+                    return Err(StoreError::BadUrl(
+                        path.into(),
+                        format!("{} is not writable", dir.display()),
+                    ));
+                }
+                return Ok(format!(
+                    "{path}: absent, created at start (under {})",
+                    dir.display()
+                ));
+            }
+            ancestor = dir.parent();
+        }
+        Ok(format!("{path}: absent, created at start"))
+    }
+
     fn read_connection(path: &str) -> StoreResult<Connection> {
         let conn = Connection::open_with_flags(
             path,
