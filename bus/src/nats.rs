@@ -417,7 +417,7 @@ impl Bus for NatsBus {
             ));
         }
         match tokio::time::timeout(PROBE_TIMEOUT, self.admin.get_stream(STREAM_IN)).await {
-            Ok(Ok(_)) => None,
+            Ok(Ok(stream)) => stream.cached_info().cluster.as_ref().and_then(no_quorum),
             Ok(Err(err)) => Some(format!(
                 "JetStream stream {STREAM_IN} does not answer: {err}"
             )),
@@ -659,6 +659,31 @@ impl Bus for NatsBus {
         let _ = answers.unsubscribe().await;
         Ok(replies)
     }
+}
+
+/// Silence after which a stream replica counts as gone: peers hear from the leader every second,
+/// and the server itself calls a replica not current only after 10 s.
+const REPLICA_SILENT: Duration = Duration::from_secs(4);
+
+/// Why a stream cannot store right now although something answered for it: no leader, or a
+/// leader that cannot reach a majority of the replicas (it keeps answering for a while before
+/// it steps down, and stores nothing meanwhile).
+fn no_quorum(cluster: &jetstream::stream::ClusterInfo) -> Option<String> {
+    let Some(leader) = &cluster.leader else {
+        return Some(format!("JetStream stream {STREAM_IN} has no leader"));
+    };
+    let size = 1 + cluster.replicas.len();
+    let reachable = 1 + cluster
+        .replicas
+        .iter()
+        .filter(|peer| !peer.offline && peer.active < REPLICA_SILENT)
+        .count();
+    (reachable <= size / 2).then(|| {
+        format!(
+            "JetStream stream {STREAM_IN} has no quorum: its leader {leader} reaches \
+             {reachable} of {size} replicas"
+        )
+    })
 }
 
 /// One reader of a durable consumer: a pull subscription re-opened whenever it fails.
@@ -1107,5 +1132,40 @@ async fn log_event(name: String, servers: Arc<str>, event: Event) {
             warn!(connection = %name, sid, "NATS slow consumer: messages dropped");
         }
         other => warn!(connection = %name, event = %other, "NATS event"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jetstream::stream::{ClusterInfo, PeerInfo};
+
+    fn peer(name: &str, active_ms: u64, offline: bool) -> PeerInfo {
+        PeerInfo {
+            name: name.into(),
+            current: true,
+            active: Duration::from_millis(active_ms),
+            offline,
+            lag: None,
+        }
+    }
+
+    #[test]
+    fn a_leader_without_a_majority_of_replicas_is_no_quorum() {
+        let cluster = |replicas| ClusterInfo {
+            leader: Some("n1".into()),
+            replicas,
+            ..Default::default()
+        };
+        assert_eq!(no_quorum(&cluster(vec![])), None, "one replica");
+        let healthy = cluster(vec![peer("n2", 300, false), peer("n3", 900, false)]);
+        assert_eq!(no_quorum(&healthy), None);
+        let one_gone = cluster(vec![peer("n2", 300, false), peer("n3", 9_000, false)]);
+        assert_eq!(no_quorum(&one_gone), None, "2 of 3 is a majority");
+        let two_gone = cluster(vec![peer("n2", 6_000, false), peer("n3", 0, true)]);
+        let why = no_quorum(&two_gone).expect("1 of 3 is no majority");
+        assert!(why.contains("reaches 1 of 3"), "{why}");
+        let leaderless = ClusterInfo::default();
+        assert!(no_quorum(&leaderless).unwrap().contains("no leader"));
     }
 }
