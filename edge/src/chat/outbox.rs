@@ -29,9 +29,6 @@ pub enum Next {
     Kicked,
 }
 
-/// A drained queue keeps at most this many slots (none: an idle connection holds no buffer).
-const KEEP_SLOTS: usize = 0;
-
 pub struct Outbox {
     capacity: usize,
     state: Mutex<State>,
@@ -98,7 +95,8 @@ impl Outbox {
         }
         match if take { s.queue.pop_front() } else { None } {
             Some(text) => {
-                if s.queue.is_empty() && s.queue.capacity() > KEEP_SLOTS {
+                // Drained: an idle connection holds no buffer.
+                if s.queue.is_empty() && s.queue.capacity() > 0 {
                     s.queue = VecDeque::new();
                 }
                 Poll::Ready(Next::Send(text))
@@ -163,6 +161,6 @@ mod tests {
             q.try_send("x".into()).unwrap();
         }
         while let Poll::Ready(Next::Send(_)) = q.poll_next(&mut cx, true) {}
-        assert!(q.state.lock().queue.capacity() <= KEEP_SLOTS);
+        assert_eq!(q.state.lock().queue.capacity(), 0);
     }
 }
