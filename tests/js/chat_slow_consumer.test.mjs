@@ -12,7 +12,9 @@ test('a client that stops reading is dropped as a slow consumer; others receive 
   const server = await startChatServer({
     name: 'slow-consumer',
     env: {
-      SWITCHYARD_CHAT_SEND_QUEUE: '64',
+      // Room for a reader that keeps up to fall a little behind in a burst (Node reads on one
+      // thread); the sleeper, which reads nothing, overruns it many times over.
+      SWITCHYARD_CHAT_SEND_QUEUE: '256',
       // The sender here is a load source, not a flood under test.
       SWITCHYARD_RATE_CONN: '100000',
       SWITCHYARD_RATE_CONN_BURST: '100000',

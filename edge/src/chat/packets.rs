@@ -1,22 +1,21 @@
 //! What each client packet does. Authorization is checked here for every packet that names a
 //! room; a refusal is the same whether the room is someone else's or does not exist.
 
-use axum::extract::ws::Utf8Bytes;
 use switchyard_schema::chat::{
     rfc3339_ms, ChatMessage, ClientPacket, ErrorCode, Rejection, ServerPacket,
 };
 use switchyard_schema::envelope::{ChatOut, ChatTarget, Inbound};
 use switchyard_schema::new_packet_id;
 use switchyard_schema::subjects::{in_chat_message, out_chat_room, OUT_CHAT_USERS};
-use tokio::sync::mpsc;
 
+use super::outbox::Outbox;
 use super::ChatEdge;
 use crate::frust::encoded;
 
 pub async fn handle(
     chat: &ChatEdge,
     user: &str,
-    reply: &mpsc::Sender<Utf8Bytes>,
+    reply: &Outbox,
     text: &str,
 ) -> Result<(), Rejection> {
     let packet = ClientPacket::parse(text)?;
