@@ -22,6 +22,8 @@ struct ReadinessState {
     /// STARTING, SERVING or DRAINING.
     phase: AtomicU8,
     problem: parking_lot::Mutex<Option<String>>,
+    /// The public listener's connection places: none left is "full".
+    capacity: std::sync::OnceLock<Arc<switchyard_edge::occupancy::Occupancy>>,
 }
 
 const STARTING: u8 = 0;
@@ -40,8 +42,22 @@ impl Readiness {
         match self.0.phase.load(Ordering::SeqCst) {
             STARTING => Some("starting".into()),
             DRAINING => Some("draining".into()),
-            _ => self.0.problem.lock().clone(),
+            _ => self.0.problem.lock().clone().or_else(|| self.full()),
         }
+    }
+
+    /// Reports "full" while every place of `slots` is taken (SWITCHYARD_MAX_CONNECTIONS): a
+    /// load balancer then sends new clients to edges that can take them.
+    pub fn watch_capacity(&self, slots: Arc<switchyard_edge::occupancy::Occupancy>) {
+        let _ = self.0.capacity.set(slots);
+    }
+
+    fn full(&self) -> Option<String> {
+        let slots = self.0.capacity.get()?;
+        let (held, max) = (slots.total(), slots.max_total());
+        (held >= max).then(|| {
+            format!("full: {held} of {max} connections are open (SWITCHYARD_MAX_CONNECTIONS)")
+        })
     }
 
     /// Probes the bus every [`PROBE_EVERY`] and keeps its answer; logs each change once.
@@ -188,4 +204,25 @@ pub fn routes(metrics: PrometheusHandle, ready: Readiness) -> Router {
                 std::future::ready(metrics.render())
             }),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_edge::occupancy::Occupancy;
+
+    #[test]
+    fn unready_while_every_connection_place_is_taken() {
+        let ready = Readiness::default();
+        ready.set(true);
+        let slots = Occupancy::new(2, 2);
+        ready.watch_capacity(slots.clone());
+        let _first = slots.try_hold(None).unwrap();
+        assert_eq!(ready.reason(), None);
+        let second = slots.try_hold(None).unwrap();
+        let why = ready.reason().expect("full");
+        assert!(why.starts_with("full: 2 of 2 connections"), "{why}");
+        drop(second);
+        assert_eq!(ready.reason(), None);
+    }
 }

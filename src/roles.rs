@@ -313,21 +313,30 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
 
     let stop_http = CancellationToken::new();
     let server = match (listener, app) {
-        (Some(listener), Some(app)) => tokio::spawn(serve::serve(
-            listener,
-            app,
-            serve_config(&common),
-            stop_http.clone(),
-        )),
+        (Some(listener), Some(app)) => {
+            let config = serve_config(&common);
+            let slots = serve::slots(&config);
+            ready.watch_capacity(slots.clone());
+            tokio::spawn(serve::serve(
+                listener,
+                app,
+                config,
+                slots,
+                stop_http.clone(),
+            ))
+        }
         _ => tokio::spawn(async {}),
     };
     // The ops listener outlives the drain, so /readyz (503) and /metrics answer until the end.
     let stop_ops = CancellationToken::new();
     let ops_server = ops_listener.map(|listener| {
+        let config = ops_serve_config(&common);
+        let slots = serve::slots(&config);
         tokio::spawn(serve::serve(
             listener,
             ops_routes,
-            ops_serve_config(&common),
+            config,
+            slots,
             stop_ops.clone(),
         ))
     });

@@ -83,11 +83,11 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: ServeConfig,
+    slots: Arc<Occupancy>,
     stop: CancellationToken,
 ) {
     check_fd_limit(config.max_connections as u64);
     let config = Arc::new(config);
-    let slots = Occupancy::new(config.max_connections, config.max_connections_per_ip);
     let refusing = Arc::new(Semaphore::new(refuse::IN_PROGRESS));
     let tracker = TaskTracker::new();
     let mut backoff = Backoff::default();
@@ -122,6 +122,12 @@ pub async fn serve(
     drop(listener);
     tracker.close();
     tracker.wait().await;
+}
+
+/// The connection places of a listener with `config`, for [`serve`] (and readiness, which says
+/// when they are all taken).
+pub fn slots(config: &ServeConfig) -> Arc<Occupancy> {
+    Occupancy::new(config.max_connections, config.max_connections_per_ip)
 }
 
 /// Small realtime frames must not wait for Nagle's algorithm; keepalive probes find peers that

@@ -56,3 +56,26 @@ test('an edge is unready while NATS has no quorum or is gone, and ready again wh
   assert.ok(unreadyLines.length >= 1 && unreadyLines.length <= 6, `${unreadyLines.length} lines:\n${unreadyLines.join('\n')}`);
   assert.ok(edge.logs.some((l) => l.includes('ready again')), edge.tail());
 });
+
+test('an edge whose connection places are all taken is unready until one frees', { timeout: 60_000 }, async () => {
+  const { startServer } = await import('./lib/server.mjs');
+  const { connect, closeAllClients } = await import('./lib/clients.mjs');
+  // /readyz on the ops listener: the probe takes no public place itself.
+  const server = await startServer({
+    name: 'full', ops: true,
+    env: { SWITCHYARD_MAX_CONNECTIONS: '3', SWITCHYARD_MAX_CONNECTIONS_PER_IP: '3' },
+  });
+  try {
+    const ops = { url: server.opsUrl };
+    assert.deepEqual(await readyz(ops), { status: 200, body: 'ready\n' });
+    const clients = [];
+    for (let i = 0; i < 3; i++) clients.push(await connect(server, 4, 'websocket', { label: `c${i}` }));
+    const full = await waitReadyz(ops, 503, /^not ready: full: 3 of 3 connections/, 'unready when full');
+    assert.equal(full.body.trim().split('\n').length, 1);
+    clients[0].close();
+    await waitReadyz(ops, 200, /^ready\n$/, 'ready once a place frees');
+    closeAllClients();
+  } finally {
+    await server.close();
+  }
+});
