@@ -58,11 +58,9 @@ fn answer(frust: &FrustEdge, chat: &ChatEdge, request: ControlRequest) -> Contro
         ControlRequest::ListConnections { user } => {
             let wanted = |name: &str| user.as_deref().is_none_or(|u| u == name);
             let frust_sessions: Vec<_> = frust
-                .sessions
-                .lock()
-                .iter()
-                .filter(|(_, local)| user.is_none() || local.name.as_deref().is_some_and(wanted))
-                .map(|(id, local)| (id.clone(), local.name.clone()))
+                .session_list()
+                .into_iter()
+                .filter(|(_, name)| user.is_none() || name.as_deref().is_some_and(wanted))
                 .collect();
             let chat_connections: Vec<_> = chat
                 .registry

@@ -97,13 +97,7 @@ async fn ask_edges(api: &Api, request: &ControlRequest) -> Result<Vec<ControlRep
         .bus
         .gather(CONTROL_EDGES, encoded(request), EDGE_ANSWER_WAIT)
         .await
-        .map_err(|e| {
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("cannot reach the edges: {e}"),
-            )
-        })?;
+        .map_err(|e| unavailable(format!("cannot reach the edges: {e}")))?;
     Ok(answers
         .iter()
         .filter_map(|bytes| match envelope::decode::<ControlReply>(bytes) {
@@ -144,8 +138,7 @@ async fn connections(State(api): State<Api>, Query(query): Query<ConnectionsQuer
     let edges: Vec<_> = edges
         .into_iter()
         .map(|e| {
-            let truncated =
-                e.frust.len() as u64 != e.frust_matched || e.chat.len() as u64 != e.chat_matched;
+            let truncated = !e.is_complete();
             let frust: Vec<_> = e
                 .frust
                 .into_iter()
@@ -175,9 +168,7 @@ async fn users(State(api): State<Api>) -> ApiResult {
     let mut frust: BTreeMap<String, u64> = BTreeMap::new();
     let mut anonymous = 0u64;
     let mut chat: BTreeMap<String, u64> = BTreeMap::new();
-    let complete = edges
-        .iter()
-        .all(|e| e.frust.len() as u64 == e.frust_matched && e.chat.len() as u64 == e.chat_matched);
+    let complete = edges.iter().all(EdgeConnections::is_complete);
     for edge in edges {
         for (_, name) in edge.frust {
             match name {
@@ -240,13 +231,7 @@ async fn frust_message(State(api): State<Api>, body: axum::body::Bytes) -> ApiRe
     api.frust
         .broadcast(&FrustOut::Message(message.clone()))
         .await
-        .map_err(|e| {
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("not published: {e}"),
-            )
-        })?;
+        .map_err(|e| unavailable(format!("not published: {e}")))?;
     let sent = json!({ "text": message.text, "style": message.style, "type": message.kind });
     Ok((StatusCode::ACCEPTED, Json(json!({ "message": sent }))).into_response())
 }
@@ -280,11 +265,7 @@ async fn chat_message(
     }
     let exists = api.chat.rooms.members(&room_id).await.map_err(|e| {
         tracing::error!(error = %e, "server API: room lookup failed");
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "store unavailable",
-        )
+        unavailable("store unavailable".into())
     })?;
     if exists.is_none() {
         return Err(error(StatusCode::NOT_FOUND, "not_found", "no such room"));
@@ -293,6 +274,10 @@ async fn chat_message(
         .await
         .map_err(refused)?;
     Ok((StatusCode::CREATED, Json(json!({ "message": message }))).into_response())
+}
+
+fn unavailable(message: String) -> ApiError {
+    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
 }
 
 fn refused(r: Rejection) -> ApiError {

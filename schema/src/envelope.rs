@@ -279,6 +279,13 @@ pub struct EdgeConnections {
     pub chat_matched: u64,
 }
 
+impl EdgeConnections {
+    /// Whether both lists hold every connection that matched.
+    pub fn is_complete(&self) -> bool {
+        self.frust.len() as u64 == self.frust_matched && self.chat.len() as u64 == self.chat_matched
+    }
+}
+
 /// Reply to `rpc.frust.online`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnlineUsers(pub Vec<OnlineUser>);

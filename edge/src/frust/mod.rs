@@ -163,16 +163,19 @@ impl FrustEdge {
 
     /// The heartbeat that keeps this edge's sessions online cluster-wide.
     pub fn heartbeat(&self) -> Presence {
-        let sessions = self
-            .sessions
-            .lock()
-            .iter()
-            .map(|(id, local)| (id.clone(), local.name.clone()))
-            .collect();
         Presence::Heartbeat {
             edge: self.edge_id.clone(),
-            sessions,
+            sessions: self.session_list(),
         }
+    }
+
+    /// This edge's sessions: (id, name).
+    pub fn session_list(&self) -> Vec<(String, Option<String>)> {
+        let sessions = self.sessions.lock();
+        sessions
+            .iter()
+            .map(|(id, local)| (id.clone(), local.name.clone()))
+            .collect()
     }
 
     /// Disconnects the session `id` if it is on this edge (its client is told the server
