@@ -35,8 +35,8 @@ PID=$(pgrep -f "^$BIN$" | head -1)
 kill -9 "$PID"
 wait || true
 heaptrack_print -f "$WORK/heap.zst" --print-peaks 0 --print-leaks 1 --peak-limit 80 \
-  --sub-peak-limit 40 --print-allocators 0 --print-temporary 0 --print-histogram 0 \
-  --print-massif 0 2>/dev/null >"$WORK/leaks.txt"
+  --sub-peak-limit 40 --print-allocators 0 --print-temporary 0 \
+  2>/dev/null >"$WORK/leaks.txt"
 # LEAKS=path keeps heaptrack's full list of live allocations (with their stacks).
 [[ -n ${LEAKS:-} ]] && cp "$WORK/leaks.txt" "$LEAKS"
 python3 - "$WORK/leaks.txt" "$N" <<'PY'
