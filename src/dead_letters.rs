@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use switchyard_bus::Bus;
-use switchyard_schema::envelope::{self, DeadLetter};
-use switchyard_schema::subjects::STREAM_DEAD;
+use switchyard_bus::{Bus, TypedBus};
+use switchyard_schema::envelope::DeadLetter;
+use switchyard_schema::topics;
 
 use crate::config::{Common, DeadLetterAction};
 use crate::roles::{connect_nats, Roles};
@@ -34,11 +34,13 @@ pub async fn run(common: &Common, action: DeadLetterAction) -> anyhow::Result<()
                 }
                 // Not the packet id: within the stream's duplicate window that would be dropped
                 // as a repeat of the original. Persisting is idempotent on the packet id inside.
+                // Raw bytes, as they were first published: a letter that never decoded is
+                // re-driven unchanged too.
                 let msg_id = format!("redrive-{seq}");
                 bus.publish_durable(&letter.subject, &msg_id, letter.payload.into())
                     .await
                     .with_context(|| format!("re-driving dead letter {seq}"))?;
-                bus.remove(STREAM_DEAD, seq)
+                bus.remove(topics::DEAD.stream.name(), seq)
                     .await
                     .with_context(|| format!("deleting re-driven dead letter {seq}"))?;
                 println!("re-drove dead letter {seq} to {}", letter.subject);
@@ -54,14 +56,15 @@ pub async fn run(common: &Common, action: DeadLetterAction) -> anyhow::Result<()
 async fn read(bus: &dyn Bus, limit: usize) -> anyhow::Result<Vec<(u64, DeadLetter)>> {
     use futures::StreamExt;
     let mut letters = Vec::new();
-    let mut stream = bus.replay(STREAM_DEAD, 1).await?;
+    let mut stream = bus.replay_from(topics::DEAD, 1).await?;
     while letters.len() < limit {
-        let Ok(Some(delivery)) = tokio::time::timeout(READ_IDLE, stream.next()).await else {
+        let Ok(Some(letter)) = tokio::time::timeout(READ_IDLE, stream.next()).await else {
             break;
         };
-        match envelope::decode::<DeadLetter>(&delivery.payload) {
-            Ok(letter) => letters.push((delivery.seq, letter)),
-            Err(e) => eprintln!("dead letter {} unreadable: {e}", delivery.seq),
+        let seq = letter.delivery.seq;
+        match letter.body {
+            Ok(letter) => letters.push((seq, letter)),
+            Err(e) => eprintln!("dead letter {seq} unreadable: {e}"),
         }
     }
     Ok(letters)

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use switchyard_bus::{Bus, BusError, Delivery};
+use switchyard_bus::{Bus, BusError, Decoded, TypedBus};
 use switchyard_schema::envelope::{self, Fact};
-use switchyard_schema::subjects::STREAM_FACTS;
+use switchyard_schema::topics;
 use switchyard_store::{Store, StoreResult};
 
 /// What to do with one delivery, given the sequence applied so far.
@@ -27,7 +27,7 @@ pub enum Place {
 /// A replay of FACTS from one sequence on, re-opened at the gap whenever one shows.
 pub struct FactReader {
     bus: Arc<dyn Bus>,
-    deliveries: BoxStream<'static, Delivery>,
+    deliveries: BoxStream<'static, Decoded<Fact>>,
     /// Just opened at `applied + 1`: the first delivery may lie further on when the stream holds
     /// nothing in between (aged out or deleted); that is a jump, not a gap.
     fresh: bool,
@@ -35,7 +35,7 @@ pub struct FactReader {
 
 impl FactReader {
     pub async fn open(bus: Arc<dyn Bus>, from: u64) -> Result<Self, BusError> {
-        let deliveries = bus.replay(STREAM_FACTS, from).await?;
+        let deliveries = bus.replay_from(topics::FACTS, from).await?;
         Ok(Self {
             bus,
             deliveries,
@@ -50,17 +50,17 @@ impl FactReader {
             from,
             "gap in the facts read: re-reading from the first unapplied"
         );
-        self.deliveries = self.bus.replay(STREAM_FACTS, from).await?;
+        self.deliveries = self.bus.replay_from(topics::FACTS, from).await?;
         self.fresh = true;
         Ok(())
     }
 
-    pub async fn next(&mut self) -> Option<Delivery> {
+    pub async fn next(&mut self) -> Option<Decoded<Fact>> {
         self.deliveries.next().await
     }
 
     /// Whatever is ready now, after `first`, up to `max` in all.
-    pub fn ready(&mut self, first: Delivery, max: usize) -> Vec<Delivery> {
+    pub fn ready(&mut self, first: Decoded<Fact>, max: usize) -> Vec<Decoded<Fact>> {
         let mut batch = vec![first];
         while batch.len() < max {
             match self.deliveries.next().now_or_never() {
@@ -100,11 +100,11 @@ pub struct Batch {
 
 impl Batch {
     /// Decodes `deliveries` and reads the counted marks of their packet ids.
-    pub async fn read(deliveries: Vec<Delivery>, store: &dyn Store) -> StoreResult<Self> {
-        // Decoded first: a delivery is not `Sync`, so none is held across the store read.
+    pub async fn read(deliveries: Vec<Decoded<Fact>>, store: &dyn Store) -> StoreResult<Self> {
+        // Unwrapped first: a delivery is not `Sync`, so none is held across the store read.
         let facts: Vec<_> = deliveries
             .into_iter()
-            .map(|d| (d.seq, envelope::decode::<Fact>(&d.payload)))
+            .map(|d| (d.delivery.seq, d.body))
             .collect();
         let ids: Vec<String> = facts
             .iter()

@@ -11,16 +11,11 @@ pub mod telemetry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::StreamExt;
-use switchyard_bus::{Bus, Delivery};
+use switchyard_bus::{Bus, Decoded, TypedBus};
 use switchyard_schema::chat::ServerPacket;
-use switchyard_schema::envelope::{
-    self, ChatOut, ChatPresence, ChatTarget, FrustFanout, FrustOut, OnlineUsers, Presence,
-};
-use switchyard_schema::subjects::{
-    OUT_CHAT_USERS, OUT_FRUST, PRESENCE_CHAT, PRESENCE_FRUST, RPC_FRUST_ONLINE,
-};
+use switchyard_schema::envelope::{ChatOut, ChatTarget, Fact, FrustFanout, FrustOut, OnlineUsers};
+use switchyard_schema::topics;
 use switchyard_schema::Clock;
 use switchyard_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -84,9 +79,9 @@ impl Aggregator {
         let mut sessions = Sessions::default();
         // Strictly in sequence from the checkpoint: what is counted is a prefix of the stream.
         let mut facts = FactReader::open(self.bus.clone(), counters.applied_seq() + 1).await?;
-        let mut presence = self.bus.subscribe(PRESENCE_FRUST).await?;
-        let mut queries = self.bus.subscribe(RPC_FRUST_ONLINE).await?;
-        let mut chat_presence = self.bus.subscribe(PRESENCE_CHAT).await?;
+        let mut presence = self.bus.subscribe_to(&topics::PRESENCE_FRUST).await?;
+        let mut queries = self.bus.serve(&topics::RPC_FRUST_ONLINE).await?;
+        let mut chat_presence = self.bus.subscribe_to(&topics::PRESENCE_CHAT).await?;
         let mut chat_online = ChatPresenceMap::default();
         let mut status = StatusPacer::new(
             self.config.status_window,
@@ -122,26 +117,17 @@ impl Aggregator {
                         }
                         None => break,
                     },
-                    msg = presence.next() => if let Some(msg) = msg {
-                        match envelope::decode::<Presence>(&msg.payload) {
-                            Ok(p) => sessions.apply(p, Instant::now()),
-                            Err(e) => tracing::warn!(error = %e, "bad presence message"),
+                    p = presence.next() => if let Some(p) = p {
+                        sessions.apply(p, Instant::now());
+                    },
+                    p = chat_presence.next() => if let Some(p) = p {
+                        for user in chat_online.apply(p, Instant::now()) {
+                            self.announce_chat_leave(user);
                         }
                     },
-                    msg = chat_presence.next() => if let Some(msg) = msg {
-                        match envelope::decode::<ChatPresence>(&msg.payload) {
-                            Ok(p) => for user in chat_online.apply(p, Instant::now()) {
-                                self.announce_chat_leave(user);
-                            },
-                            Err(e) => tracing::warn!(error = %e, "bad chat presence message"),
-                        }
-                    },
-                    query = queries.next() => if let Some(q) = query {
-                        if let Some(reply) = q.reply {
-                            let online = OnlineUsers(sessions.online_users());
-                            let bytes = Bytes::from(envelope::encode(&online)?);
-                            let _ = reply.reply(bytes).await;
-                        }
+                    query = queries.next() => if let Some(query) = query {
+                        let online = OnlineUsers(sessions.online_users());
+                        let _ = query.reply(&online).await;
                     },
                     _ = expiry_tick.tick() => {
                         let now = Instant::now();
@@ -201,7 +187,7 @@ impl Aggregator {
     /// gap: what came before it is saved, and the reader re-opens at the first unapplied fact.
     async fn apply_batch(
         &self,
-        first: Delivery,
+        first: Decoded<Fact>,
         facts: &mut FactReader,
         counters: &mut Counters,
         sessions: &mut Sessions,
@@ -275,23 +261,14 @@ impl Aggregator {
                 dedup: None,
                 position: None,
             };
-            match envelope::encode(&out) {
-                Ok(bytes) => {
-                    let _ = bus.publish(OUT_CHAT_USERS, Bytes::from(bytes)).await;
-                }
-                Err(e) => tracing::error!(error = %e, "cannot encode chat-leave"),
-            }
+            let _ = bus.publish_to(&topics::OUT_CHAT_USERS, &out).await;
         });
     }
 
     async fn broadcast(&self, out: &FrustOut) {
-        match envelope::encode(&FrustFanout::once(out.clone())) {
-            Ok(bytes) => {
-                if let Err(e) = self.bus.publish(OUT_FRUST, Bytes::from(bytes)).await {
-                    tracing::warn!(error = %e, "broadcast failed");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot encode broadcast"),
+        let fanout = FrustFanout::once(out.clone());
+        if let Err(e) = self.bus.publish_to(&topics::OUT_FRUST, &fanout).await {
+            tracing::warn!(error = %e, "broadcast failed");
         }
     }
 }

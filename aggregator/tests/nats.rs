@@ -2,19 +2,16 @@
 //! duplicate window (stored twice in FACTS, at two sequences) is counted once, also by an
 //! aggregator that restarted in between; the checkpoint covers every fact.
 
-#[path = "../../bus/tests/support/nats_server.rs"]
-mod nats_server;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nats_server::{stored, Server};
 use switchyard_aggregator::{Aggregator, AggregatorConfig};
 use switchyard_bus::{Bus, NatsBus, NatsOptions};
 use switchyard_schema::envelope::{self, Fact};
 use switchyard_schema::Clock;
 use switchyard_store::Store;
+use switchyard_testkit::{stored, Server};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use parking_lot::Mutex;
-use switchyard_schema::subjects::{stream_of, subject_matches, STREAMS, STREAM_DEAD};
+use switchyard_schema::subjects::{stream_of, subject_matches, STREAM_DEAD};
+use switchyard_schema::topics::Stream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Acker, Bus, BusError, ConsumerSpec, Delivery, Message, Replier};
@@ -168,7 +169,9 @@ impl Bus for InProcessBus {
                 return Ok(());
             }
             // Consumers are created before edges accept traffic; this is a wiring bug.
-            return Err(BusError::Backend(format!("no consumer for `{subject}`")));
+            return Err(BusError::Backend(
+                format!("no consumer for `{subject}`").into(),
+            ));
         }
         let seq = self.next_seq(stream);
         for target in targets {
@@ -313,9 +316,8 @@ impl Drop for ReplayGuard {
 }
 
 fn known_stream(name: &str) -> Result<&'static str, BusError> {
-    STREAMS
-        .into_iter()
-        .find(|s| *s == name)
+    Stream::named(name)
+        .map(Stream::name)
         .ok_or_else(|| BusError::NotDurable(name.into()))
 }
 

@@ -5,6 +5,7 @@
 mod in_process;
 mod nats;
 pub mod telemetry;
+mod typed;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ pub use nats::{
     probe as probe_nats, NatsBus, NatsOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_PUBLISH_BUDGET,
 };
+pub use typed::{Decoded, Encoded, Request, TypedBus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -29,14 +31,43 @@ pub enum BusError {
     Timeout(String),
     #[error("bus is closed")]
     Closed,
+    /// The backend failed; the source is kept (its text is in the message too).
     #[error("bus backend: {0}")]
-    Backend(String),
+    Backend(#[source] BoxError),
     /// A durable publish got no answer: it may or may not have been stored.
     #[error("not confirmed (may still be stored): {0}")]
-    Unconfirmed(String),
+    Unconfirmed(#[source] BoxError),
+    /// An answer that does not decode as the type its subject carries.
+    #[error("undecodable answer on `{subject}`: {source}")]
+    Undecodable {
+        subject: String,
+        #[source]
+        source: switchyard_schema::envelope::EnvelopeError,
+    },
     /// No server answered within the connect timeout; the message names the URLs and why.
     #[error("{0}")]
     Unreachable(String),
+}
+
+/// The cause of a [`BusError`]: the backend's own error, or a plain message.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A backend error with what was being done when it happened: `{what}: {source}`.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct InContext {
+    what: String,
+    #[source]
+    source: BoxError,
+}
+
+impl InContext {
+    pub fn boxed(what: impl Into<String>, source: impl Into<BoxError>) -> BoxError {
+        Box::new(Self {
+            what: what.into(),
+            source: source.into(),
+        })
+    }
 }
 
 /// The outcome of a durable publish already sent: resolves once the stream stored it, with what

@@ -19,12 +19,15 @@ use async_nats::{Client, ConnectOptions, Event, RequestErrorKind, ServerAddr, Su
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
-use switchyard_schema::subjects::{stream_of, STREAMS, STREAM_DEAD, STREAM_FACTS, STREAM_IN};
+use switchyard_schema::subjects::{stream_of, STREAM_DEAD, STREAM_FACTS, STREAM_IN};
+use switchyard_schema::topics::Stream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::{Acker, Bus, BusError, ConsumerSpec, Delivery, Message, PendingAck, Replier};
+use crate::{
+    Acker, BoxError, Bus, BusError, ConsumerSpec, Delivery, InContext, Message, PendingAck, Replier,
+};
 
 /// Default dedup window for `Nats-Msg-Id`: longer than any publisher's retry loop. (A packet
 /// published again later is stored twice; the workers' and the aggregator's idempotence on the
@@ -249,8 +252,9 @@ impl NatsBus {
             if Instant::now() + pause >= deadline {
                 metrics::counter!("switchyard_bus_durable_failed_total").increment(1);
                 self.outcomes.failed();
-                let why = format!(
-                    "publish to `{subject}` not acknowledged after {attempt} attempts: {err}"
+                let why = InContext::boxed(
+                    format!("publish to `{subject}` not acknowledged after {attempt} attempts"),
+                    err,
                 );
                 return Err(if maybe_stored {
                     BusError::Unconfirmed(why)
@@ -927,17 +931,12 @@ impl Replier for NatsReplier {
 
 /// The subjects a durable stream owns; `>` in a consumer filter means all of them.
 fn stream_subjects(stream: &str) -> &'static str {
-    match stream {
-        STREAM_IN => "in.>",
-        STREAM_DEAD => "dead.>",
-        _ => "facts.>",
-    }
+    Stream::named(stream).map_or("facts.>", Stream::subjects)
 }
 
 fn known_stream(name: &str) -> Result<&'static str, BusError> {
-    STREAMS
-        .into_iter()
-        .find(|s| *s == name)
+    Stream::named(name)
+        .map(Stream::name)
         .ok_or_else(|| BusError::NotDurable(name.into()))
 }
 
@@ -983,6 +982,8 @@ impl std::fmt::Display for SetupError {
     }
 }
 
+impl std::error::Error for SetupError {}
+
 /// Retries `op` with backoff until it succeeds, fails for good, or `budget` is spent.
 async fn retry_until<T, F, Fut>(budget: Duration, what: &str, mut op: F) -> Result<T, BusError>
 where
@@ -999,7 +1000,7 @@ where
         attempt += 1;
         let pause = backoff(attempt);
         if err.permanent || Instant::now() + pause >= deadline {
-            return Err(BusError::Backend(format!("{what}: {err}")));
+            return Err(BusError::Backend(InContext::boxed(what, err)));
         }
         if let Some(more) = switchyard_schema::log_throttle::due("nats", "setup") {
             info!(what, attempt, %err, more_since_last_line = more, "NATS not ready; retrying");
@@ -1072,7 +1073,7 @@ pub async fn probe(urls: &[String], name: &str, timeout: Duration) -> Result<Str
         .iter()
         .map(|url| {
             url.parse::<ServerAddr>()
-                .map_err(|e| backend(format!("`{url}`: {e}")))
+                .map_err(|e| backend(InContext::boxed(format!("`{url}`"), e)))
         })
         .collect::<Result<Vec<_>, _>>()?;
     if addrs.is_empty() {
@@ -1095,7 +1096,7 @@ pub async fn probe(urls: &[String], name: &str, timeout: Duration) -> Result<Str
         }
     );
     if !info.jetstream {
-        return Err(BusError::Backend(format!(
+        return Err(backend(format!(
             "NATS at {} answers but has JetStream disabled (start nats-server with -js): {described}",
             urls.join(",")
         )));
@@ -1104,8 +1105,8 @@ pub async fn probe(urls: &[String], name: &str, timeout: Duration) -> Result<Str
     Ok(described)
 }
 
-fn backend(err: impl std::fmt::Display) -> BusError {
-    BusError::Backend(err.to_string())
+fn backend(err: impl Into<BoxError>) -> BusError {
+    BusError::Backend(err.into())
 }
 
 /// Connection events, one line each; a server that stays unreachable is one line per

@@ -1,42 +1,13 @@
 //! The NATS adapter against real `nats-server` processes (one per test, or a 3-node cluster),
 //! each on free loopback ports with its own store directory.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
-use support::nats_server::{free_ports, stored, Server, WAIT};
 use switchyard_bus::{Bus, BusError, ConsumerSpec, Delivery, Message, NatsBus, NatsOptions};
-
-/// Three routed servers forming one JetStream cluster.
-fn start_cluster() -> Vec<Server> {
-    let ports = free_ports(9);
-    let routes: Vec<String> = (0..3)
-        .map(|i| format!("nats://127.0.0.1:{}", ports[6 + i]))
-        .collect();
-    (0..3)
-        .map(|i| {
-            let others: Vec<&str> = (0..3)
-                .filter(|j| *j != i)
-                .map(|j| routes[j].as_str())
-                .collect();
-            let extra = [
-                "-n".to_owned(),
-                format!("n{i}"),
-                "--cluster_name".to_owned(),
-                "switchyard".to_owned(),
-                "--cluster".to_owned(),
-                routes[i].clone(),
-                "--routes".to_owned(),
-                others.join(","),
-            ];
-            Server::start_on(ports[i], ports[3 + i], &extra)
-        })
-        .collect()
-}
+use switchyard_testkit::{start_cluster, stored, Server, WAIT};
 
 async fn connect(urls: Vec<String>, replicas: usize, name: &str) -> NatsBus {
     NatsBus::connect(NatsOptions {

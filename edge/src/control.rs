@@ -4,31 +4,24 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use switchyard_bus::Bus;
-use switchyard_schema::envelope::{self, ControlReply, ControlRequest, EdgeConnections};
-use switchyard_schema::subjects::CONTROL_EDGES;
+use switchyard_bus::{Bus, TypedBus};
+use switchyard_schema::envelope::{ControlReply, ControlRequest, EdgeConnections};
+use switchyard_schema::topics;
 use tokio::task::JoinHandle;
 
 use crate::chat::{close, ChatEdge};
-use crate::frust::{encoded, FrustEdge};
+use crate::frust::FrustEdge;
 
 pub async fn spawn(
     bus: Arc<dyn Bus>,
     frust: Arc<FrustEdge>,
     chat: Arc<ChatEdge>,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let mut requests = bus.subscribe(CONTROL_EDGES).await?;
+    let mut requests = bus.serve(&topics::CONTROL_EDGES).await?;
     Ok(tokio::spawn(async move {
-        while let Some(msg) = requests.next().await {
-            let Some(reply) = msg.reply else { continue };
-            let request = match envelope::decode::<ControlRequest>(&msg.payload) {
-                Ok(request) => request,
-                Err(e) => {
-                    tracing::warn!(error = %e, "a control request does not decode");
-                    continue;
-                }
-            };
-            if let Err(e) = reply.reply(encoded(&answer(&frust, &chat, request))).await {
+        while let Some(request) = requests.next().await {
+            let answer = answer(&frust, &chat, request.body.clone());
+            if let Err(e) = request.reply(&answer).await {
                 tracing::warn!(error = %e, "cannot answer a control request");
             }
         }

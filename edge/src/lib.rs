@@ -193,17 +193,18 @@ fn spawn_heartbeat(
     frust: Arc<frust::FrustEdge>,
     chat: Arc<chat::ChatEdge>,
 ) -> JoinHandle<()> {
-    use switchyard_schema::subjects::{PRESENCE_CHAT, PRESENCE_FRUST};
+    use switchyard_bus::TypedBus;
+    use switchyard_schema::topics;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            let frust_beat = frust::encoded(&frust.heartbeat());
-            let chat_beat = frust::encoded(&chat.heartbeat());
-            if let Err(e) = bus.publish(PRESENCE_FRUST, frust_beat).await {
+            let frust_beat = frust.heartbeat();
+            let chat_beat = chat.heartbeat();
+            if let Err(e) = bus.publish_to(&topics::PRESENCE_FRUST, &frust_beat).await {
                 tracing::warn!(error = %e, "heartbeat publish failed");
             }
-            let _ = bus.publish(PRESENCE_CHAT, chat_beat).await;
+            let _ = bus.publish_to(&topics::PRESENCE_CHAT, &chat_beat).await;
         }
     })
 }

@@ -16,15 +16,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use switchyard_bus::TypedBus;
 use switchyard_schema::chat::{ErrorCode, Rejection, MAX_ID_CHARS, MAX_MESSAGE_CHARS};
-use switchyard_schema::envelope::{self, ControlReply, ControlRequest, EdgeConnections, FrustOut};
+use switchyard_schema::envelope::{ControlReply, ControlRequest, EdgeConnections, FrustOut};
 use switchyard_schema::frust::Message;
-use switchyard_schema::subjects::CONTROL_EDGES;
+use switchyard_schema::topics;
 
 use crate::api_error::{bad_request, error, ApiError, ApiResult};
 use crate::chat::auth::{bearer, constant_time_eq};
 use crate::chat::ChatEdge;
-use crate::frust::{encoded, FrustEdge};
+use crate::frust::FrustEdge;
 
 /// How long a request to every edge waits for answers. In embedded mode it ends as soon as the
 /// one edge answered; over NATS nobody knows how many edges there are, so it waits this long.
@@ -92,22 +93,11 @@ async fn authorized(token: Arc<str>, req: Request, next: Next) -> Response {
 
 /// Asks every edge and returns what each answered.
 async fn ask_edges(api: &Api, request: &ControlRequest) -> Result<Vec<ControlReply>, ApiError> {
-    let answers = api
-        .frust
+    api.frust
         .bus
-        .gather(CONTROL_EDGES, encoded(request), EDGE_ANSWER_WAIT)
+        .gather_from(&topics::CONTROL_EDGES, request, EDGE_ANSWER_WAIT)
         .await
-        .map_err(|e| unavailable(format!("cannot reach the edges: {e}")))?;
-    Ok(answers
-        .iter()
-        .filter_map(|bytes| match envelope::decode::<ControlReply>(bytes) {
-            Ok(reply) => Some(reply),
-            Err(e) => {
-                tracing::warn!(error = %e, "an edge's control answer does not decode");
-                None
-            }
-        })
-        .collect())
+        .map_err(|e| unavailable(format!("cannot reach the edges: {e}")))
 }
 
 async fn every_edges_connections(

@@ -16,6 +16,8 @@ pub enum EnvelopeError {
     Decode(#[from] rmp_serde::decode::Error),
     #[error("envelope version {0} is not supported (this build speaks {ENVELOPE_VERSION})")]
     Version(u8),
+    #[error("payload is not UTF-8: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -37,6 +39,69 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
         return Err(EnvelopeError::Version(env.v));
     }
     Ok(env.body)
+}
+
+/// How a topic's payload travels: the wire form of each type that a [`crate::topics`] entry
+/// carries. Encoding cannot fail: these are plain data types, and rmp-serde writing into a `Vec`
+/// fails only for a `Serialize` impl that errors (none here; every type is round-tripped in the
+/// tests), so a failure is a bug and panics instead of being handled at every publisher.
+pub trait Payload: Sized + Send + Sync + 'static {
+    fn to_bytes(&self) -> Vec<u8>;
+    fn from_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError>;
+}
+
+/// The payload types that travel as versioned MessagePack envelopes.
+macro_rules! enveloped {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Payload for $ty {
+            fn to_bytes(&self) -> Vec<u8> {
+                encode(self).expect("bus envelopes always encode")
+            }
+            fn from_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+                decode(bytes)
+            }
+        }
+    )*};
+}
+
+enveloped!(
+    Inbound,
+    DeadLetter,
+    Fact,
+    FrustFanout,
+    Presence,
+    ChatOut,
+    ChatPresence,
+    ControlRequest,
+    ControlReply,
+    OnlineUsers,
+);
+
+/// A request without a body (`rpc.frust.online`): empty on the wire, whatever arrives is
+/// accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Empty;
+
+impl Payload for Empty {
+    fn to_bytes(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn from_bytes(_: &[u8]) -> Result<Self, EnvelopeError> {
+        Ok(Empty)
+    }
+}
+
+/// A room whose membership changed (`chat.room.changed`): its id as raw UTF-8, no envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomChanged(pub String);
+
+impl Payload for RoomChanged {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.0.as_bytes().to_vec()
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        Ok(RoomChanged(std::str::from_utf8(bytes)?.to_owned()))
+    }
 }
 
 /// A packet accepted at an edge, on its way to the workers.
@@ -314,5 +379,19 @@ mod tests {
             Err(EnvelopeError::Version(9))
         ));
         assert!(decode::<Inbound>(b"garbage").is_err());
+    }
+
+    #[test]
+    fn payloads_keep_their_wire_form() {
+        let fanout = FrustFanout::once(FrustOut::Status(crate::frust::Status { user_count: 3 }));
+        assert_eq!(fanout.to_bytes(), encode(&fanout).unwrap());
+        assert_eq!(FrustFanout::from_bytes(&fanout.to_bytes()).unwrap(), fanout);
+        assert!(Empty.to_bytes().is_empty());
+        assert_eq!(RoomChanged("r1".into()).to_bytes(), b"r1");
+        assert_eq!(
+            RoomChanged::from_bytes(b"r1").unwrap(),
+            RoomChanged("r1".into())
+        );
+        assert!(RoomChanged::from_bytes(&[0xff]).is_err());
     }
 }

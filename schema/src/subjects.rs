@@ -49,7 +49,13 @@ pub fn in_chat_message(room_id: &str) -> String {
 
 /// The inbound subject of chat partition `partition` (0..CHAT_PARTITIONS).
 pub fn in_chat_partition(partition: u32) -> String {
-    format!("in.chat.{partition}.message")
+    in_chat_subject(partition, "message")
+}
+
+/// The one builder of partitioned chat subjects: `in.chat.<partition>.<leaf>` (`>` as the leaf
+/// gives a partition's consumer filter).
+pub fn in_chat_subject(partition: impl std::fmt::Display, leaf: &str) -> String {
+    format!("in.chat.{partition}.{leaf}")
 }
 
 /// Every inbound subject a packet can be published to.
@@ -75,15 +81,7 @@ pub fn chat_partition(room_id: &str) -> u32 {
 
 /// Which durable stream a subject belongs to, if any.
 pub fn stream_of(subject: &str) -> Option<&'static str> {
-    if subject.starts_with("in.") {
-        Some(STREAM_IN)
-    } else if subject.starts_with("facts.") {
-        Some(STREAM_FACTS)
-    } else if subject.starts_with(DEAD_PREFIX) {
-        Some(STREAM_DEAD)
-    } else {
-        None
-    }
+    crate::topics::Stream::of(subject).map(crate::topics::Stream::name)
 }
 
 /// NATS subject matching: `*` matches one token, a trailing `>` one or more.

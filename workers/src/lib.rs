@@ -16,16 +16,14 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use switchyard_bus::{Bus, ConsumerSpec, Delivery};
+use switchyard_bus::{Bus, BusError, Decoded, Delivery, Encoded, TypedBus};
 use switchyard_schema::chat::ServerPacket;
 use switchyard_schema::envelope::{
-    self, ChatOut, ChatTarget, DeadLetter, Fact, FrustFanout, FrustOut, Inbound,
+    ChatOut, ChatTarget, DeadLetter, Fact, FrustFanout, FrustOut, Inbound,
 };
 use switchyard_schema::frust::{event_toast, milestone_toast, Click, Event};
-use switchyard_schema::subjects::{
-    out_chat_room, CHAT_PARTITIONS, DEAD_PREFIX, FACTS_CHAT, FACTS_FRUST, IN_FRUST_ALL, OUT_FRUST,
-    STREAM_IN,
-};
+use switchyard_schema::subjects::CHAT_PARTITIONS;
+use switchyard_schema::topics::{self, Topic};
 use switchyard_store::{
     Placement, Store, StoreResult, StoredChatMessage, StoredClick, StoredEvent,
 };
@@ -83,7 +81,7 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let this = Arc::new(self);
         let mut pipelines = vec![tokio::spawn(this.clone().pipeline(
-            IN_FRUST_ALL.to_owned(),
+            topics::IN_FRUST_ALL,
             "workers-frust".to_owned(),
             FRUST_IN_FLIGHT,
             FRUST_UNACKED,
@@ -93,7 +91,7 @@ impl Worker {
         // persisted and fanned out strictly in order, partitions in parallel.
         for p in 0..CHAT_PARTITIONS {
             pipelines.push(tokio::spawn(this.clone().pipeline(
-                format!("in.chat.{p}.>"),
+                topics::in_chat_partition_all(p),
                 format!("workers-chat-{p}"),
                 1,
                 1,
@@ -111,19 +109,13 @@ impl Worker {
     /// and acks each once its fact is confirmed (up to `in_flight` confirmations outstanding).
     async fn pipeline(
         self: Arc<Self>,
-        filter: String,
+        inbound: Topic<Inbound>,
         consumer: String,
         in_flight: usize,
         unacked: usize,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let spec = ConsumerSpec {
-            stream: STREAM_IN,
-            name: &consumer,
-            filter: &filter,
-            max_in_flight: unacked,
-        };
-        let deliveries = self.bus.consume(&spec).await?;
+        let deliveries = self.bus.consume_from(&inbound, &consumer, unacked).await?;
         let persisting = {
             let this = self.clone();
             until_drained(deliveries, shutdown).map(move |d| {
@@ -151,13 +143,13 @@ impl Worker {
         Ok(())
     }
 
-    async fn persist(&self, delivery: Delivery) -> Persisted {
-        let packet = match envelope::decode::<Inbound>(&delivery.payload) {
+    async fn persist(&self, decoded: Decoded<Inbound>) -> Persisted {
+        let Decoded { body, delivery } = decoded;
+        let packet = match body {
             Ok(p) => p,
             Err(e) => {
-                // A packet no version of us can read would block the stream forever.
-                metrics::counter!("switchyard_rejects_total", "api" => "bus", "reason" => "decode")
-                    .increment(1);
+                // A packet no version of us can read would block the stream forever (the
+                // typed bus has counted it).
                 self.dead_letter(Letter::of(&delivery, None), &e.to_string(), 0)
                     .await;
                 return Persisted {
@@ -239,8 +231,8 @@ impl Worker {
             Some(id) => format!("dead-{id}"),
             None => format!("dead-seq-{seq}"),
         };
-        let dead_subject = format!("{DEAD_PREFIX}{subject}");
-        let bytes = encoded(&DeadLetter {
+        let dead = topics::dead_letter_of(&subject);
+        let letter = Encoded::of(&DeadLetter {
             subject,
             id,
             payload: payload.to_vec(),
@@ -248,11 +240,7 @@ impl Worker {
             attempts,
             failed_at_ms: now_ms(),
         });
-        retry_forever(|| {
-            self.bus
-                .publish_durable(&dead_subject, &msg_id, bytes.clone())
-        })
-        .await;
+        retry_forever(|| self.bus.publish_durable_to(&dead, &msg_id, letter.clone())).await;
     }
 
     async fn store_packet(&self, packet: &Inbound) -> StoreResult<Placement> {
@@ -314,34 +302,40 @@ impl Worker {
         };
         // The fact is published even for a redelivery: the earlier attempt may have died
         // before it; the bus deduplicates on the packet id.
-        let (facts_subject, fact) = fact_of(&packet);
-        let bytes = encoded(&fact);
+        let (facts, fact) = fact_of(&packet);
+        let fact = Encoded::of(&fact);
         let id = packet.id().to_owned();
-        let confirmed = retry_forever(|| {
-            self.bus
-                .publish_durable_send(facts_subject, &id, bytes.clone())
-        })
-        .await;
+        let confirmed =
+            retry_forever(|| self.bus.publish_durable_send_to(&facts, &id, fact.clone())).await;
         // Fan-out is at least once: a redelivered packet may not have been shown before
         // this worker's predecessor died. Edges drop repeats by packet id.
         if !placed.newly_stored {
             metrics::counter!("switchyard_redelivered_total").increment(1);
         }
-        if let Some((subject, fan_out)) = fan_out_of(&packet, placed.position) {
-            if let Err(e) = self.bus.publish(&subject, fan_out).await {
-                tracing::warn!(error = %e, "fan-out publish failed");
-            }
+        if let Err(e) = self.fan_out(&packet, placed.position).await {
+            tracing::warn!(error = %e, "fan-out publish failed");
         }
         let bus = self.bus.clone();
         async move {
             if let Err(e) = confirmed.await {
                 tracing::warn!(error = %e, "fact not confirmed; publishing it again");
                 metrics::counter!("switchyard_worker_retries_total").increment(1);
-                retry_forever(|| bus.publish_durable(facts_subject, &id, bytes.clone())).await;
+                retry_forever(|| bus.publish_durable_to(&facts, &id, fact.clone())).await;
             }
             ack(delivery).await
         }
         .boxed()
+    }
+}
+
+impl Worker {
+    /// Publishes what clients see of a stored packet, if anything.
+    async fn fan_out(&self, packet: &Inbound, position: Option<i64>) -> Result<(), BusError> {
+        match fan_out_of(packet, position) {
+            Some(FanOut::Frust(fanout)) => self.bus.publish_to(&topics::OUT_FRUST, &fanout).await,
+            Some(FanOut::Chat(room, out)) => self.bus.publish_to(&room, &out).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -375,10 +369,10 @@ async fn ack(delivery: Delivery) {
 /// `DRAIN_IDLE` or `DRAIN_INTAKE` passed: under steady load the stream is never idle, and a
 /// drain must end in bounded time. What this worker fetched but did not take is redelivered
 /// to another worker after the ack wait.
-fn until_drained(
-    deliveries: futures::stream::BoxStream<'static, Delivery>,
+fn until_drained<T: Send + 'static>(
+    deliveries: futures::stream::BoxStream<'static, T>,
     shutdown: CancellationToken,
-) -> futures::stream::BoxStream<'static, Delivery> {
+) -> futures::stream::BoxStream<'static, T> {
     let intake_ends: Option<tokio::time::Instant> = None;
     futures::stream::unfold(
         (deliveries, shutdown, intake_ends),
@@ -432,17 +426,13 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn encoded<T: serde::Serialize>(body: &T) -> Bytes {
-    Bytes::from(envelope::encode(body).expect("bus envelopes always encode"))
-}
-
 /// The fact the aggregator counts, and the subject it goes to.
-fn fact_of(packet: &Inbound) -> (&'static str, Fact) {
+fn fact_of(packet: &Inbound) -> (Topic<Fact>, Fact) {
     match packet {
         Inbound::FrustClick {
             id, session, click, ..
         } => (
-            FACTS_FRUST,
+            topics::FACTS_FRUST,
             Fact::FrustClick {
                 id: id.clone(),
                 session: session.clone(),
@@ -451,7 +441,7 @@ fn fact_of(packet: &Inbound) -> (&'static str, Fact) {
             },
         ),
         Inbound::FrustEvent { id, session, event } => (
-            FACTS_FRUST,
+            topics::FACTS_FRUST,
             Fact::FrustEvent {
                 id: id.clone(),
                 session: session.clone(),
@@ -460,7 +450,7 @@ fn fact_of(packet: &Inbound) -> (&'static str, Fact) {
             },
         ),
         Inbound::FrustEphemeral { id, session, event } => (
-            FACTS_FRUST,
+            topics::FACTS_FRUST,
             Fact::FrustEphemeral {
                 id: id.clone(),
                 session: session.clone(),
@@ -468,7 +458,7 @@ fn fact_of(packet: &Inbound) -> (&'static str, Fact) {
             },
         ),
         Inbound::ChatMessage { message, .. } => (
-            FACTS_CHAT,
+            topics::FACTS_CHAT,
             Fact::ChatMessage {
                 id: message.id.clone(),
                 room_id: message.room_id.clone(),
@@ -480,13 +470,12 @@ fn fact_of(packet: &Inbound) -> (&'static str, Fact) {
 /// What clients see once a packet is stored, in the original backend's order, and where.
 /// A chat message carries its room position; one without (its id is another room's message,
 /// so nothing was stored) is shown to no one.
-fn fan_out_of(packet: &Inbound, position: Option<i64>) -> Option<(String, Bytes)> {
+fn fan_out_of(packet: &Inbound, position: Option<i64>) -> Option<FanOut> {
     let frust = |outs: Vec<FrustOut>| {
-        let fanout = FrustFanout {
+        Some(FanOut::Frust(FrustFanout {
             dedup: Some(packet.id().to_owned()),
             outs,
-        };
-        Some((OUT_FRUST.to_owned(), encoded(&fanout)))
+        }))
     };
     match packet {
         Inbound::FrustClick {
@@ -518,15 +507,21 @@ fn fan_out_of(packet: &Inbound, position: Option<i64>) -> Option<(String, Bytes)
                 dedup: Some(message.id.clone()),
                 position: Some(position?),
             };
-            Some((out_chat_room(&message.room_id), encoded(&out)))
+            Some(FanOut::Chat(topics::out_chat_room(&message.room_id), out))
         }
     }
+}
+
+/// A packet's fan-out and where it goes.
+enum FanOut {
+    Frust(FrustFanout),
+    Chat(Topic<ChatOut>, ChatOut),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_bus::{Acker, BusError};
+    use switchyard_bus::Acker;
 
     struct NoAck;
 

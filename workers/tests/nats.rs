@@ -2,8 +2,6 @@
 //! each fact stored once, and every delivery acked (IN empty) once a drain returns.
 
 mod common;
-#[path = "../../bus/tests/support/nats_server.rs"]
-mod nats_server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +13,7 @@ use switchyard_schema::subjects::{FACTS_FRUST, OUT_FRUST};
 use switchyard_workers::Worker;
 
 use common::{click, temp_store};
-use nats_server::{stored, Server};
+use switchyard_testkit::{stored, Server};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -14,15 +14,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use futures::{Sink, Stream, StreamExt};
+use switchyard_bus::TypedBus;
 use switchyard_schema::chat::{ErrorCode, Rejection, ServerPacket};
 use switchyard_schema::envelope::ChatPresence;
 use switchyard_schema::new_packet_id;
-use switchyard_schema::subjects::PRESENCE_CHAT;
+use switchyard_schema::topics;
 
 use super::auth::Identity;
 use super::outbox::{Next, Outbox};
 use super::{close, packets, ChatEdge};
-use crate::frust::encoded;
 use crate::limits::{ConnectionLimiter, Verdict};
 
 /// A client making more mistakes than this within `ABUSE_WINDOW` is disconnected.
@@ -432,7 +432,7 @@ fn reject(tx: &Outbox, r: &Rejection, abuse: &mut AbuseMeter) -> bool {
 }
 
 async fn publish_presence(chat: &ChatEdge, p: ChatPresence) {
-    if let Err(e) = chat.bus.publish(PRESENCE_CHAT, encoded(&p)).await {
+    if let Err(e) = chat.bus.publish_to(&topics::PRESENCE_CHAT, &p).await {
         tracing::warn!(error = %e, "chat presence publish failed");
     }
 }

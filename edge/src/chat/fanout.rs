@@ -6,32 +6,28 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use futures::StreamExt;
-use switchyard_schema::envelope::{self, ChatOut, ChatTarget};
-use switchyard_schema::subjects::{CHAT_ROOM_CHANGED, OUT_CHAT_USERS};
+use switchyard_bus::TypedBus;
+use switchyard_schema::envelope::{ChatOut, ChatTarget, RoomChanged};
+use switchyard_schema::topics;
 use tokio::task::JoinHandle;
 
 use super::ChatEdge;
 
 pub async fn spawn(chat: Arc<ChatEdge>) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let mut users = chat.bus.subscribe(OUT_CHAT_USERS).await?;
-    let mut changes = chat.bus.subscribe(CHAT_ROOM_CHANGED).await?;
+    let mut users = chat.bus.subscribe_to(&topics::OUT_CHAT_USERS).await?;
+    let mut changes = chat.bus.subscribe_to(&topics::CHAT_ROOM_CHANGED).await?;
     let deliveries = {
         let chat = chat.clone();
         tokio::spawn(async move {
-            while let Some(msg) = users.next().await {
-                match envelope::decode::<ChatOut>(&msg.payload) {
-                    Ok(out) => deliver(&chat, out).await,
-                    Err(e) => tracing::warn!(error = %e, "undecodable chat fan-out dropped"),
-                }
+            while let Some(out) = users.next().await {
+                deliver(&chat, out).await;
             }
         })
     };
     let invalidations = tokio::spawn(async move {
-        while let Some(msg) = changes.next().await {
-            if let Ok(room_id) = std::str::from_utf8(&msg.payload) {
-                chat.rooms.invalidate(room_id);
-                chat.subscriptions.refresh(&chat, room_id).await;
-            }
+        while let Some(RoomChanged(room_id)) = changes.next().await {
+            chat.rooms.invalidate(&room_id);
+            chat.subscriptions.refresh(&chat, &room_id).await;
         }
     });
     Ok(vec![deliveries, invalidations])

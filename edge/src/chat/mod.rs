@@ -24,11 +24,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
 use serde::Deserialize;
-use switchyard_bus::Bus;
-use switchyard_schema::envelope::ChatPresence;
-use switchyard_schema::subjects::CHAT_ROOM_CHANGED;
+use switchyard_bus::{Bus, TypedBus};
+use switchyard_schema::envelope::{ChatPresence, RoomChanged};
+use switchyard_schema::topics;
 use switchyard_schema::Clock;
 use switchyard_store::Store;
 use tokio::task::JoinHandle;
@@ -247,10 +246,7 @@ impl ChatEdge {
         self.subscriptions.refresh(self, room_id).await;
         if let Err(e) = self
             .bus
-            .publish(
-                CHAT_ROOM_CHANGED,
-                Bytes::copy_from_slice(room_id.as_bytes()),
-            )
+            .publish_to(&topics::CHAT_ROOM_CHANGED, &RoomChanged(room_id.to_owned()))
             .await
         {
             tracing::warn!(error = %e, "room change notice failed");

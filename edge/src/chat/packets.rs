@@ -1,16 +1,16 @@
 //! What each client packet does. Authorization is checked here for every packet that names a
 //! room; a refusal is the same whether the room is someone else's or does not exist.
 
+use switchyard_bus::{Encoded, TypedBus};
 use switchyard_schema::chat::{
     rfc3339_ms, ChatMessage, ClientPacket, ErrorCode, Rejection, ServerPacket,
 };
 use switchyard_schema::envelope::{ChatOut, ChatTarget, Inbound};
 use switchyard_schema::new_packet_id;
-use switchyard_schema::subjects::{in_chat_message, out_chat_room, OUT_CHAT_USERS};
+use switchyard_schema::topics::{self, Topic};
 
 use super::outbox::Outbox;
 use super::ChatEdge;
-use crate::frust::encoded;
 
 pub async fn handle(
     chat: &ChatEdge,
@@ -45,7 +45,7 @@ pub async fn handle(
                     dedup: None,
                     position: None,
                 };
-                publish(chat, OUT_CHAT_USERS, &out).await?;
+                publish(chat, &topics::OUT_CHAT_USERS, &out).await?;
             }
         }
         ClientPacket::Typing { room_id, is_typing } => {
@@ -64,7 +64,7 @@ pub async fn handle(
                 dedup: None,
                 position: None,
             };
-            publish(chat, &out_chat_room(&room_id), &out).await?;
+            publish(chat, &topics::out_chat_room(&room_id), &out).await?;
         }
         ClientPacket::ListMessages(query) => {
             authorize(chat, &query.room_id, user).await?;
@@ -101,13 +101,13 @@ pub async fn send_message(
         message: text,
         timestamp: rfc3339_ms(now_ms),
     };
-    let subject = in_chat_message(&message.room_id);
+    let topic = topics::in_chat_message(&message.room_id);
     let packet = Inbound::ChatMessage {
         message: message.clone(),
         sent_at_ms: now_ms,
     };
     let started = std::time::Instant::now();
-    let payload = encoded(&packet);
+    let payload = Encoded::of(&packet);
     // Held until the stream answers: through an election that can be the whole budget.
     let _hold = chat.held.try_hold("chat", payload.len()).ok_or_else(|| {
         Rejection::new(
@@ -117,7 +117,7 @@ pub async fn send_message(
         )
     })?;
     chat.bus
-        .publish_durable(&subject, &message.id, payload)
+        .publish_durable_to(&topic, &message.id, payload)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "chat publish failed");
@@ -149,8 +149,8 @@ async fn authorize(chat: &ChatEdge, room_id: &str, user: &str) -> Result<(), Rej
     }
 }
 
-async fn publish(chat: &ChatEdge, subject: &str, out: &ChatOut) -> Result<(), Rejection> {
-    chat.bus.publish(subject, encoded(out)).await.map_err(|e| {
+async fn publish(chat: &ChatEdge, topic: &Topic<ChatOut>, out: &ChatOut) -> Result<(), Rejection> {
+    chat.bus.publish_to(topic, out).await.map_err(|e| {
         tracing::warn!(error = %e, "chat fan-out publish failed");
         Rejection::new(ErrorCode::Unavailable, "could not deliver; try again")
     })

@@ -6,8 +6,9 @@ use std::sync::{Arc, Weak};
 
 use futures::StreamExt;
 use parking_lot::Mutex;
-use switchyard_schema::envelope::{self, ChatOut};
-use switchyard_schema::subjects::out_chat_room;
+use switchyard_bus::TypedBus;
+use switchyard_schema::envelope::ChatOut;
+use switchyard_schema::topics;
 use tokio::task::JoinHandle;
 
 use super::room_order::{RoomOrder, Verdict};
@@ -31,7 +32,7 @@ impl RoomSubscriptions {
         };
         let subscribed = self.active.lock().contains_key(room_id);
         if wanted && !subscribed {
-            match chat.bus.subscribe(&out_chat_room(room_id)).await {
+            match chat.bus.subscribe_to(&topics::out_chat_room(room_id)).await {
                 Ok(messages) => {
                     let task = tokio::spawn(deliver_room(Arc::downgrade(chat), messages));
                     self.active.lock().insert(room_id.to_owned(), task);
@@ -70,18 +71,11 @@ impl RoomSubscriptions {
 /// the edge owns it.
 async fn deliver_room(
     chat: Weak<ChatEdge>,
-    mut messages: futures::stream::BoxStream<'static, switchyard_bus::Message>,
+    mut messages: futures::stream::BoxStream<'static, ChatOut>,
 ) {
     let mut order = RoomOrder::default();
-    while let Some(msg) = messages.next().await {
+    while let Some(out) = messages.next().await {
         let Some(chat) = chat.upgrade() else { return };
-        let out = match envelope::decode::<ChatOut>(&msg.payload) {
-            Ok(out) => out,
-            Err(e) => {
-                tracing::warn!(error = %e, "undecodable chat fan-out dropped");
-                continue;
-            }
-        };
         match order.admit(out.position) {
             Verdict::Deliver => fanout::deliver(&chat, out).await,
             Verdict::Repeat => {

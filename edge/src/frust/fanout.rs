@@ -5,33 +5,29 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use switchyard_schema::envelope::{self, FrustFanout, FrustOut};
-use switchyard_schema::subjects::OUT_FRUST;
+use switchyard_bus::TypedBus;
+use switchyard_schema::envelope::FrustOut;
+use switchyard_schema::topics;
 use tokio::task::JoinHandle;
 
 use super::broadcast::Prepared;
 use super::FrustEdge;
 
 pub async fn spawn(edge: Arc<FrustEdge>) -> anyhow::Result<JoinHandle<()>> {
-    let mut messages = edge.bus.subscribe(OUT_FRUST).await?;
+    let mut fanouts = edge.bus.subscribe_to(&topics::OUT_FRUST).await?;
     Ok(tokio::spawn(async move {
-        while let Some(msg) = messages.next().await {
-            match envelope::decode::<FrustFanout>(&msg.payload) {
-                Ok(fanout) => {
-                    if let Some(id) = &fanout.dedup {
-                        if !edge.recent.first_time(id) {
-                            metrics::counter!("switchyard_fanout_duplicates_total", "api" => "frust")
-                                .increment(1);
-                            continue;
-                        }
-                    }
-                    for out in &fanout.outs {
-                        if let Some(prepared) = prepare(out) {
-                            edge.sockets.deliver(Arc::new(prepared)).await;
-                        }
-                    }
+        while let Some(fanout) = fanouts.next().await {
+            if let Some(id) = &fanout.dedup {
+                if !edge.recent.first_time(id) {
+                    metrics::counter!("switchyard_fanout_duplicates_total", "api" => "frust")
+                        .increment(1);
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "undecodable fan-out message dropped"),
+            }
+            for out in &fanout.outs {
+                if let Some(prepared) = prepare(out) {
+                    edge.sockets.deliver(Arc::new(prepared)).await;
+                }
             }
         }
     }))

@@ -10,14 +10,12 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use axum::Router;
-use bytes::Bytes;
-use serde::Serialize;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{ParserConfig, SocketIo};
-use switchyard_bus::{Bus, BusError};
-use switchyard_schema::envelope::{self, FrustFanout, FrustOut, Presence};
+use switchyard_bus::{Bus, BusError, TypedBus};
+use switchyard_schema::envelope::{FrustFanout, FrustOut, Presence};
 use switchyard_schema::frust::Stats;
-use switchyard_schema::subjects::{OUT_FRUST, PRESENCE_FRUST};
+use switchyard_schema::topics;
 use switchyard_schema::{clock, Clock};
 use switchyard_store::{Store, StoreResult};
 use tokio::task::JoinHandle;
@@ -151,12 +149,12 @@ impl FrustEdge {
     /// Sends something to every Frust client on every edge.
     pub async fn broadcast(&self, out: &FrustOut) -> Result<(), BusError> {
         self.bus
-            .publish(OUT_FRUST, encoded(&FrustFanout::once(out.clone())))
+            .publish_to(&topics::OUT_FRUST, &FrustFanout::once(out.clone()))
             .await
     }
 
     pub async fn presence(&self, p: &Presence) {
-        if let Err(e) = self.bus.publish(PRESENCE_FRUST, encoded(p)).await {
+        if let Err(e) = self.bus.publish_to(&topics::PRESENCE_FRUST, p).await {
             tracing::warn!(error = %e, "presence publish failed");
         }
     }
@@ -191,9 +189,4 @@ impl FrustEdge {
 pub struct LocalSession {
     pub name: Option<String>,
     pub sid: socketioxide::socket::Sid,
-}
-
-/// Encodes a bus message; our own types always encode.
-pub fn encoded<T: Serialize>(body: &T) -> Bytes {
-    Bytes::from(envelope::encode(body).expect("bus envelopes always encode"))
 }

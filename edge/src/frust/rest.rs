@@ -10,10 +10,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::json;
+use switchyard_bus::TypedBus;
 use switchyard_schema::clock::{day_start, hour_start, DAY};
-use switchyard_schema::envelope::{self, OnlineUsers};
+use switchyard_schema::envelope::{Empty, OnlineUsers};
 use switchyard_schema::frust::hour_series;
-use switchyard_schema::subjects::RPC_FRUST_ONLINE;
+use switchyard_schema::topics;
 
 use super::FrustEdge;
 
@@ -131,12 +132,9 @@ async fn users(State(edge): Ctx) -> Response {
 
 async fn online_users(State(edge): Ctx) -> Response {
     cached(&edge, "online_users", || async {
-        let bytes = edge
-            .bus
-            .request(RPC_FRUST_ONLINE, Bytes::new(), QUERY_TIMEOUT)
+        edge.bus
+            .request_to(&topics::RPC_FRUST_ONLINE, &Empty, QUERY_TIMEOUT)
             .await
-            .map_err(|e| e.to_string())?;
-        envelope::decode::<OnlineUsers>(&bytes)
             .map(|OnlineUsers(users)| users)
             .map_err(|e| e.to_string())
     })

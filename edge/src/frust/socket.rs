@@ -11,16 +11,17 @@ use std::net::SocketAddr;
 use axum::extract::ConnectInfo;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
+use switchyard_bus::TypedBus;
 use switchyard_schema::envelope::{FrustOut, Inbound, Presence};
 use switchyard_schema::frust::{self, ClickIn, EventIn, Invalid};
 use switchyard_schema::new_packet_id;
-use switchyard_schema::subjects::{IN_FRUST_CLICK, IN_FRUST_EVENT};
+use switchyard_schema::topics::{self, Topic};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::shards::Member;
-use super::{encoded, FrustEdge};
+use super::FrustEdge;
 use crate::limits::{ConnectionLimiter, Verdict};
 use crate::occupancy::{Full, Slot};
 use crate::refusals;
@@ -420,7 +421,7 @@ async fn on_click(edge: &FrustEdge, session: &Session, click: ClickIn) -> Result
         },
         session_clicks,
     };
-    let published = publish_inbound(edge, IN_FRUST_CLICK, &packet).await;
+    let published = publish_inbound(edge, &topics::IN_FRUST_CLICK, &packet).await;
     if matches!(published, Err(Refusal::Unavailable | Refusal::Overloaded)) {
         // Not accepted, so not this session's click either.
         session.clicks.fetch_sub(1, Ordering::Relaxed);
@@ -443,17 +444,20 @@ async fn on_event(edge: &FrustEdge, session: &Session, event: EventIn) -> Result
     } else {
         Inbound::FrustEvent { id, session, event }
     };
-    publish_inbound(edge, IN_FRUST_EVENT, &packet).await
+    publish_inbound(edge, &topics::IN_FRUST_EVENT, &packet).await
 }
 
 /// Hands a packet to the durable stream; only an acknowledged append counts as accepted.
-async fn publish_inbound(edge: &FrustEdge, subject: &str, packet: &Inbound) -> Result<(), Refusal> {
+async fn publish_inbound(
+    edge: &FrustEdge,
+    topic: &Topic<Inbound>,
+    packet: &Inbound,
+) -> Result<(), Refusal> {
     let started = std::time::Instant::now();
     // (The packet holds its share of the edge's held bytes since it arrived: QUEUED_CHARGE.)
-    let payload = encoded(packet);
     match edge
         .bus
-        .publish_durable(subject, packet.id(), payload)
+        .publish_durable_to(topic, packet.id(), packet)
         .await
     {
         Ok(()) => {
@@ -462,7 +466,7 @@ async fn publish_inbound(edge: &FrustEdge, subject: &str, packet: &Inbound) -> R
             Ok(())
         }
         Err(e) => {
-            tracing::error!(error = %e, subject, "inbound publish failed");
+            tracing::error!(error = %e, subject = topic.subject(), "inbound publish failed");
             metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "publish")
                 .increment(1);
             Err(match e {

@@ -1,7 +1,4 @@
-//! A real `nats-server` for tests, on free loopback ports with its own store directory:
-//! shared by the bus's and the workers' integration tests (`#[path]`-included, so each test
-//! binary uses only part of it).
-#![allow(dead_code)]
+//! A real `nats-server` for tests, on free loopback ports with its own store directory.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -113,6 +110,33 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Three routed servers forming one JetStream cluster (`n0`, `n1`, `n2`).
+pub fn start_cluster() -> Vec<Server> {
+    let ports = free_ports(9);
+    let routes: Vec<String> = (0..3)
+        .map(|i| format!("nats://127.0.0.1:{}", ports[6 + i]))
+        .collect();
+    (0..3)
+        .map(|i| {
+            let others: Vec<&str> = (0..3)
+                .filter(|j| *j != i)
+                .map(|j| routes[j].as_str())
+                .collect();
+            let extra = [
+                "-n".to_owned(),
+                format!("n{i}"),
+                "--cluster_name".to_owned(),
+                "switchyard".to_owned(),
+                "--cluster".to_owned(),
+                routes[i].clone(),
+                "--routes".to_owned(),
+                others.join(","),
+            ];
+            Server::start_on(ports[i], ports[3 + i], &extra)
+        })
+        .collect()
 }
 
 /// Messages a JetStream stream holds now.
