@@ -99,7 +99,7 @@ fn run() -> anyhow::Result<()> {
     for warning in unknown_env.into_iter().chain(common.warnings()) {
         tracing::warn!("{warning}");
     }
-    tokio::runtime::Runtime::new()?.block_on(roles::run(*common, roles))
+    tokio::runtime::Runtime::new()?.block_on(roles::main(*common, roles))
 }
 
 /// The subcommands that are not servers.
