@@ -124,7 +124,7 @@ fn run_tool(command: Command, unknown_env: Option<String>) -> anyhow::Result<()>
                     .context("set SWITCHYARD_JWT_SECRET (or --jwt-secret) to mint tokens")?;
                 println!(
                     "{}",
-                    switchyard_edge::chat::auth::mint_hs256(&secret, &sub, ttl)?
+                    switchyard_schema::token::mint_hs256(&secret, &sub, ttl)?
                 );
                 Ok(())
             }

@@ -60,8 +60,8 @@ impl Plan {
             .collect();
         let tokens = users
             .iter()
-            .map(|u| api::mint_token(secret, u, ttl))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|u| switchyard_schema::token::mint_hs256(secret, u, ttl))
+            .collect::<Result<Vec<_>, _>>()?;
 
         eprintln!("bench: creating {rooms} rooms of {room_size}");
         let users = Arc::new(users);
