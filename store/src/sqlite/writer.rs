@@ -91,7 +91,7 @@ impl FromOutcome for () {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection) -> Self {
+    pub(crate) fn start(conn: Connection) -> StoreResult<Self> {
         // Registered before the first batch, so the panels have a series from the start.
         let _ = metrics::histogram!("switchyard_store_batch_seconds");
         let _ = metrics::histogram!("switchyard_store_batch_size");
@@ -99,8 +99,8 @@ impl Writer {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run(conn, rx))
-            .expect("spawn sqlite writer thread");
-        Self { tx }
+            .map_err(StoreError::WriterThread)?;
+        Ok(Self { tx })
     }
 
     pub(crate) async fn run<T: FromOutcome>(&self, op: WriteOp) -> StoreResult<T> {
