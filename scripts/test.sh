@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: Rust unit and contract tests, then the end-to-end tests that drive the
-# real binary with the real Socket.IO JS clients (2.3.0 and 4.x). Installs what it needs.
+# The whole test suite: formatting and lints, Rust unit and contract tests, then the end-to-end
+# tests that drive the real binary with the real Socket.IO JS clients (2.3.0 and 4.x). Installs
+# what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +54,10 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+
+# Lints: the workspace's ([workspace.lints] in Cargo.toml) and clippy's defaults, as errors.
+echo "== cargo clippy"
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
 
 echo "== cargo build --release"
 cargo build --release --locked

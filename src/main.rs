@@ -80,26 +80,24 @@ fn run() -> anyhow::Result<()> {
         .into_iter()
         .chain(unknown_env)
         .reduce(|a, b| a + "; " + &b);
-    let (command, common) = match cli.command {
-        None => (None, Some(Box::new(cli.common))),
-        Some(Command::All(c)) => (None, Some(c)),
-        Some(Command::Edge(c)) => (Some(Roles::EDGE), Some(c)),
-        Some(Command::Worker(c)) => (Some(Roles::WORKER), Some(c)),
-        Some(Command::Aggregator(c)) => (Some(Roles::AGGREGATOR), Some(c)),
+    let (roles, common) = match cli.command {
+        None => (Roles::ALL, Box::new(cli.common)),
+        Some(Command::All(c)) => (Roles::ALL, c),
+        Some(Command::Edge(c)) => (Roles::EDGE, c),
+        Some(Command::Worker(c)) => (Roles::WORKER, c),
+        Some(Command::Aggregator(c)) => (Roles::AGGREGATOR, c),
         // No logging: it prints one line per check itself.
         Some(Command::CheckConfig(c)) => {
             return tokio::runtime::Runtime::new()?.block_on(check_config::run(*c, unknown_env))
         }
         Some(other) => return run_tool(other, unknown_env),
     };
-    let roles = command.unwrap_or(Roles::ALL);
-    let common = common.expect("server commands carry their flags");
     common.validate().map_err(anyhow::Error::msg)?;
     logging::init(common.log_format, roles.label());
     for warning in unknown_env.into_iter().chain(common.warnings()) {
         tracing::warn!("{warning}");
     }
-    tokio::runtime::Runtime::new()?.block_on(roles::run(*common, roles))
+    tokio::runtime::Runtime::new()?.block_on(roles::main(*common, roles))
 }
 
 /// The subcommands that are not servers.
@@ -124,7 +122,7 @@ fn run_tool(command: Command, unknown_env: Option<String>) -> anyhow::Result<()>
                     .context("set SWITCHYARD_JWT_SECRET (or --jwt-secret) to mint tokens")?;
                 println!(
                     "{}",
-                    switchyard_edge::chat::auth::mint_hs256(&secret, &sub, ttl)?
+                    switchyard_schema::token::mint_hs256(&secret, &sub, ttl)?
                 );
                 Ok(())
             }

@@ -1,19 +1,24 @@
 //! Starts the roles a process runs, serves HTTP, and drains them in order on SIGTERM:
 //! clients first (their disconnects still publish), then workers, then the aggregator.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 use switchyard_aggregator::{Aggregator, AggregatorConfig};
 use switchyard_bus::{Bus, InProcessBus, NatsBus, NatsOptions};
 use switchyard_edge::chat::auth::ChatAuthConfig;
 use switchyard_edge::chat::quotas::{RestLimits, RoomCreateQuota};
 use switchyard_edge::chat::ChatConfig;
 use switchyard_edge::limits::{LimitsConfig, Rate};
+use switchyard_edge::occupancy::Occupancy;
 use switchyard_edge::{Edge, EdgeConfig, SocketIoConfig};
 use switchyard_schema::Clock;
 use switchyard_workers::Worker;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -83,6 +88,15 @@ struct Running {
 }
 
 impl Running {
+    fn spawn<F>(role: impl FnOnce(CancellationToken) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(role(stop.clone()));
+        Running { stop, task }
+    }
+
     async fn drain(self) -> anyhow::Result<()> {
         self.stop.cancel();
         self.task.await?
@@ -217,17 +231,49 @@ fn limits_config(common: &Common) -> LimitsConfig {
     }
 }
 
-pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
+/// The process: metrics, the roles, their listeners, until SIGTERM or Ctrl-C.
+pub async fn main(common: Common, roles: Roles) -> anyhow::Result<()> {
     let metrics = ops::install_metrics(roles, Duration::from_millis(common.publish_budget_ms))?;
+    let started = start(common, roles, metrics).await?;
+    let listeners = started.bind()?;
+    run(started, listeners, shutdown_signal()?).await
+}
+
+/// The roles of a process, started and not yet serving.
+pub struct Started {
+    common: Common,
+    roles: Roles,
+    bus: Arc<dyn Bus>,
+    edge: Option<Edge>,
+    worker: Option<Running>,
+    aggregator: Option<Running>,
+    ready: ops::Readiness,
+    /// What the public listener serves: the edge, and the ops routes unless they have their own.
+    public_app: Option<Router>,
+    /// The ops routes, when SWITCHYARD_OPS_LISTEN gives them a listener of their own.
+    ops_app: Option<Router>,
+}
+
+/// The bound listeners [`run`] serves on; `None` where there is nothing to serve.
+pub struct Listeners {
+    pub public: Option<TcpListener>,
+    pub ops: Option<TcpListener>,
+}
+
+/// Opens the store and the bus, then starts the roles: consumers first, so nothing an edge
+/// accepts finds no reader.
+pub async fn start(
+    common: Common,
+    roles: Roles,
+    metrics: PrometheusHandle,
+) -> anyhow::Result<Started> {
     let store = switchyard_store::open(&common.store.store)
         .await
         .with_context(|| format!("opening store {}", common.store.store))?;
     let bus = connect_bus(&common, roles).await?;
     let clock = clock(&common);
 
-    // Consumers first, so nothing an edge accepts finds no reader.
     let aggregator = roles.aggregator.then(|| {
-        let stop = CancellationToken::new();
         let config = AggregatorConfig {
             clock,
             status_window: Duration::from_millis(common.status_window_ms),
@@ -236,47 +282,16 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
             rebuild_on_start: common.nats.is_none(),
             edge_timeout: Duration::from_millis(common.edge_timeout_ms),
         };
-        let task =
-            tokio::spawn(Aggregator::new(bus.clone(), store.clone(), config).run(stop.clone()));
-        Running { stop, task }
+        let aggregator = Aggregator::new(bus.clone(), store.clone(), config);
+        Running::spawn(|stop| aggregator.run(stop))
     });
     let worker = roles.worker.then(|| {
-        let stop = CancellationToken::new();
         let worker =
             Worker::new(bus.clone(), store.clone()).with_persist_attempts(common.persist_attempts);
-        let task = tokio::spawn(worker.run(stop.clone()));
-        Running { stop, task }
+        Running::spawn(|stop| worker.run(stop))
     });
     let edge = match roles.edge {
-        true => Some(
-            Edge::start(
-                EdgeConfig {
-                    edge_id: switchyard_schema::new_packet_id(),
-                    clock,
-                    ephemeral_events: common.ephemeral_events.clone(),
-                    static_dir: common.static_dir.clone(),
-                    version: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
-                    chat: chat_config(&common)?,
-                    heartbeat: Duration::from_millis(common.heartbeat_ms),
-                    limits: limits_config(&common),
-                    held_bytes: common.held_bytes as usize,
-                    socket_io: SocketIoConfig {
-                        send_queue: common.sio_send_queue as usize,
-                        ping_interval: Duration::from_millis(common.sio_ping_interval_ms),
-                        max_payload: common.transport.sio_max_payload as usize,
-                        max_attachments: common.transport.sio_max_attachments as usize,
-                        handshake_timeout: Duration::from_millis(
-                            common.transport.sio_handshake_timeout_ms,
-                        ),
-                        max_sessions: common.transport.max_connections as usize,
-                        max_sessions_per_ip: common.transport.max_connections_per_ip as usize,
-                    },
-                },
-                bus.clone(),
-                store.clone(),
-            )
-            .await?,
-        ),
+        true => Some(Edge::start(edge_config(&common, clock)?, bus.clone(), store.clone()).await?),
         false => None,
     };
 
@@ -288,104 +303,97 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     }
     // With an ops address the ops routes leave the public listener; without one they stay on
     // it, so a single `switchyard` keeps working with one port as before.
-    let (public_routes, ops_listener) = match common.ops_listen {
-        Some(addr) => {
-            let listener =
-                listen(addr).with_context(|| format!("binding {addr} (SWITCHYARD_OPS_LISTEN)"))?;
-            (None, Some(listener))
-        }
-        None => (Some(ops_routes.clone()), None),
+    let (public_routes, ops_app) = match common.ops_listen {
+        Some(_) => (None, Some(ops_routes)),
+        None => (Some(ops_routes), None),
     };
-    let app = match (&edge, public_routes) {
+    let public_app = match (&edge, public_routes) {
         (Some(edge), routes) => Some(edge.app(routes.unwrap_or_default())),
         (None, routes) => routes,
     };
-    let listener = match &app {
-        Some(_) => Some(
-            listen(common.listen)
-                .with_context(|| format!("binding {} (SWITCHYARD_LISTEN)", common.listen))?,
-        ),
-        None => None,
-    };
+    Ok(Started {
+        common,
+        roles,
+        bus,
+        edge,
+        worker,
+        aggregator,
+        ready,
+        public_app,
+        ops_app,
+    })
+}
+
+impl Started {
+    /// Binds SWITCHYARD_OPS_LISTEN (if set) and SWITCHYARD_LISTEN (if anything serves on it).
+    pub fn bind(&self) -> anyhow::Result<Listeners> {
+        let ops = match (self.common.ops_listen, &self.ops_app) {
+            (Some(addr), Some(_)) => Some(
+                listen(addr).with_context(|| format!("binding {addr} (SWITCHYARD_OPS_LISTEN)"))?,
+            ),
+            _ => None,
+        };
+        let addr = self.common.listen;
+        let public = match &self.public_app {
+            Some(_) => {
+                Some(listen(addr).with_context(|| format!("binding {addr} (SWITCHYARD_LISTEN)"))?)
+            }
+            None => None,
+        };
+        Ok(Listeners { public, ops })
+    }
+}
+
+/// Serves the started roles on `listeners` until `shutdown` completes, then drains them.
+pub async fn run(
+    started: Started,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let Started {
+        common,
+        roles,
+        bus,
+        edge,
+        worker,
+        aggregator,
+        ready,
+        public_app,
+        ops_app,
+    } = started;
     tracing::info!(listen = %common.listen, ops = ?common.ops_listen, store = %common.store.store, ?roles,
         bus = if common.nats.is_some() { "nats" } else { "in-process" }, "switchyard running");
     ready.set(true);
 
-    let stop_http = CancellationToken::new();
-    let server = match (listener, app) {
-        (Some(listener), Some(app)) => {
-            let config = serve_config(&common);
-            let slots = serve::slots(&config);
-            ready.watch_capacity(slots.clone());
-            tokio::spawn(serve::serve(
-                listener,
-                app,
-                config,
-                slots,
-                stop_http.clone(),
-            ))
-        }
-        _ => tokio::spawn(async {}),
-    };
+    let public = listeners.public.zip(public_app).map(|(listener, app)| {
+        let config = serve_config(&common);
+        let slots = serve::slots(&config);
+        ready.watch_capacity(slots.clone());
+        Server::spawn(listener, app, config, slots)
+    });
     // The ops listener outlives the drain, so /readyz (503) and /metrics answer until the end.
-    let stop_ops = CancellationToken::new();
-    let ops_server = ops_listener.map(|listener| {
+    let ops = listeners.ops.zip(ops_app).map(|(listener, app)| {
         let config = ops_serve_config(&common);
         let slots = serve::slots(&config);
-        tokio::spawn(serve::serve(
-            listener,
-            ops_routes,
-            config,
-            slots,
-            stop_ops.clone(),
-        ))
+        Server::spawn(listener, app, config, slots)
     });
 
-    shutdown_signal().await;
-    let drain = Duration::from_secs(common.drain_timeout_secs);
-    let drain_started = tokio::time::Instant::now();
+    shutdown.await;
+    let bound = Duration::from_secs(common.drain_timeout_secs);
     let notice = Duration::from_millis(common.drain_notice_ms);
-    tracing::info!(?drain, "draining");
+    tracing::info!(drain = ?bound, "draining");
     ready.set(false);
-    let drained = tokio::time::timeout(drain, async {
-        // New sessions are refused from here on (503, so clients reconnect elsewhere) while
-        // /readyz and /metrics keep answering and polling clients fetch their close packet.
-        if let Some(edge) = &edge {
-            edge.close_connections().await;
-            let polls_done = async {
-                while edge.open_socket_io_sessions() > 0 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            };
-            if tokio::time::timeout(HTTP_GRACE, polls_done).await.is_err() {
-                tracing::warn!(
-                    open = edge.open_socket_io_sessions(),
-                    "Socket.IO sessions still open after the grace period"
-                );
-            }
-            tracing::info!("client connections closed");
-        }
-        tokio::time::sleep_until(drain_started + notice).await;
-        stop_http.cancel();
-        // In-flight requests get a moment to finish; then they are cut.
-        if tokio::time::timeout(HTTP_GRACE, server).await.is_err() {
-            tracing::warn!("HTTP connections still open after the grace period; closing them");
-        }
-        if let Some(worker) = worker {
-            worker.drain().await?;
-        }
-        if let Some(aggregator) = aggregator {
-            aggregator.drain().await?;
-        }
-        anyhow::Ok(())
-    })
+    let drained = tokio::time::timeout(
+        bound,
+        drain(edge.as_ref(), public, worker, aggregator, notice),
+    )
     .await;
     if let Some(edge) = &edge {
         edge.stop_tasks();
     }
     match drained {
         Ok(result) => result?,
-        Err(_) => tracing::warn!(?drain, "drain did not finish in time; exiting anyway"),
+        Err(_) => tracing::warn!(drain = ?bound, "drain did not finish in time; exiting anyway"),
     }
     // Leave toasts, presence and acks published during the drain must not die in a buffer.
     if tokio::time::timeout(Duration::from_secs(2), bus.flush())
@@ -394,12 +402,106 @@ pub async fn run(common: Common, roles: Roles) -> anyhow::Result<()> {
     {
         tracing::warn!("bus flush timed out at exit");
     }
-    stop_ops.cancel();
-    if let Some(ops_server) = ops_server {
-        let _ = tokio::time::timeout(HTTP_GRACE, ops_server).await;
+    if let Some(ops) = ops {
+        ops.stop().await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Drains in order: clients first (their disconnects still publish), then in-flight HTTP, then
+/// the workers, then the aggregator. HTTP stops no sooner than `notice` after the start.
+async fn drain(
+    edge: Option<&Edge>,
+    public: Option<Server>,
+    worker: Option<Running>,
+    aggregator: Option<Running>,
+    notice: Duration,
+) -> anyhow::Result<()> {
+    let notice_ends = tokio::time::Instant::now() + notice;
+    if let Some(edge) = edge {
+        close_clients(edge).await;
+    }
+    tokio::time::sleep_until(notice_ends).await;
+    if let Some(public) = public {
+        if !public.stop().await {
+            tracing::warn!("HTTP connections still open after the grace period; closing them");
+        }
+    }
+    if let Some(worker) = worker {
+        worker.drain().await?;
+    }
+    if let Some(aggregator) = aggregator {
+        aggregator.drain().await?;
+    }
+    Ok(())
+}
+
+/// New sessions are refused from here on (503, so clients reconnect elsewhere) while /readyz and
+/// /metrics keep answering and polling clients fetch their close packet.
+async fn close_clients(edge: &Edge) {
+    edge.close_connections().await;
+    let polls_done = async {
+        while edge.open_socket_io_sessions() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(HTTP_GRACE, polls_done).await.is_err() {
+        tracing::warn!(
+            open = edge.open_socket_io_sessions(),
+            "Socket.IO sessions still open after the grace period"
+        );
+    }
+    tracing::info!("client connections closed");
+}
+
+/// An HTTP server task and the token that stops it.
+struct Server {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    fn spawn(
+        listener: TcpListener,
+        app: Router,
+        config: ServeConfig,
+        slots: Arc<Occupancy>,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve::serve(listener, app, config, slots, stop.clone()));
+        Server { stop, task }
+    }
+
+    /// Stops accepting; in-flight requests get [`HTTP_GRACE`] to finish, then they are cut.
+    /// False when the grace period ran out.
+    async fn stop(self) -> bool {
+        self.stop.cancel();
+        tokio::time::timeout(HTTP_GRACE, self.task).await.is_ok()
+    }
+}
+
+fn edge_config(common: &Common, clock: Clock) -> anyhow::Result<EdgeConfig> {
+    Ok(EdgeConfig {
+        edge_id: switchyard_schema::new_packet_id(),
+        clock,
+        ephemeral_events: common.ephemeral_events.clone(),
+        static_dir: common.static_dir.clone(),
+        version: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
+        chat: chat_config(common)?,
+        heartbeat: Duration::from_millis(common.heartbeat_ms),
+        limits: limits_config(common),
+        held_bytes: common.held_bytes as usize,
+        socket_io: SocketIoConfig {
+            send_queue: common.sio_send_queue as usize,
+            ping_interval: Duration::from_millis(common.sio_ping_interval_ms),
+            max_payload: common.transport.sio_max_payload as usize,
+            max_attachments: common.transport.sio_max_attachments as usize,
+            handshake_timeout: Duration::from_millis(common.transport.sio_handshake_timeout_ms),
+            max_sessions: common.transport.max_connections as usize,
+            max_sessions_per_ip: common.transport.max_connections_per_ip as usize,
+        },
+    })
 }
 
 /// The ops listener has few clients (Prometheus, probes, an operator's curl): the same server and
@@ -428,11 +530,18 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
     socket.listen(BACKLOG)
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
+/// Completes on SIGTERM or Ctrl-C; the handler is installed before it returns, so a SIGTERM from
+/// then on drains instead of killing the process.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    })
 }
+
+#[cfg(test)]
+mod tests;

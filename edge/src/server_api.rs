@@ -22,7 +22,7 @@ use switchyard_schema::envelope::{ControlReply, ControlRequest, EdgeConnections,
 use switchyard_schema::frust::Message;
 use switchyard_schema::topics;
 
-use crate::api_error::{bad_request, error, ApiError, ApiResult};
+use crate::api_error::{bad_request, error, unavailable, ApiError, ApiResult};
 use crate::chat::auth::{bearer, constant_time_eq};
 use crate::chat::ChatEdge;
 use crate::frust::FrustEdge;
@@ -255,7 +255,7 @@ async fn chat_message(
     }
     let exists = api.chat.rooms.members(&room_id).await.map_err(|e| {
         tracing::error!(error = %e, "server API: room lookup failed");
-        unavailable("store unavailable".into())
+        unavailable("store unavailable")
     })?;
     if exists.is_none() {
         return Err(error(StatusCode::NOT_FOUND, "not_found", "no such room"));
@@ -264,10 +264,6 @@ async fn chat_message(
         .await
         .map_err(refused)?;
     Ok((StatusCode::CREATED, Json(json!({ "message": message }))).into_response())
-}
-
-fn unavailable(message: String) -> ApiError {
-    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
 }
 
 fn refused(r: Rejection) -> ApiError {

@@ -1,7 +1,5 @@
-//! The chat API from a client's side: HS256 tokens, rooms over REST, and the `/chat` packets
+//! The chat API from a client's side: rooms over REST, and the `/chat` packets
 //! the bench sends and reads (read by substring: no JSON value per message).
-
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -11,24 +9,6 @@ use serde::Deserialize;
 
 use crate::marker::{self, Marker};
 use crate::net::Target;
-
-/// An HS256 token for `sub`, valid for `ttl_secs`.
-pub fn mint_token(secret: &str, sub: &str, ttl_secs: u64) -> anyhow::Result<String> {
-    #[derive(serde::Serialize)]
-    struct Claims<'a> {
-        sub: &'a str,
-        exp: u64,
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &Claims {
-            sub,
-            exp: now + ttl_secs,
-        },
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )?)
-}
 
 /// Waits for the server's REST rate limit before creating a room fails.
 const MAX_RATE_WAITS: u32 = 30;
@@ -288,19 +268,5 @@ mod tests {
             Incoming::Other
         );
         assert_eq!(classify("not json"), Incoming::Other);
-    }
-
-    #[test]
-    fn tokens_verify() {
-        let token = mint_token("s3cret", "bench-1", 60).unwrap();
-        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-        v.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<serde_json::Value>(
-            &token,
-            &jsonwebtoken::DecodingKey::from_secret(b"s3cret"),
-            &v,
-        )
-        .unwrap();
-        assert_eq!(data.claims["sub"], "bench-1");
     }
 }

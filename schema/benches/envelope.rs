@@ -48,7 +48,7 @@ fn chat_out() -> ChatOut {
 }
 
 /// Benchmarks `encode` and `decode` of `body`; the id carries the encoded size.
-fn round_trip<T: Serialize + DeserializeOwned>(g: &mut Group, name: &str, body: &T) {
+fn round_trip<T: Serialize + DeserializeOwned>(g: &mut Group<'_>, name: &str, body: &T) {
     let bytes = envelope::encode(body).unwrap();
     let id = |op| BenchmarkId::new(op, format!("{name}/{}B", bytes.len()));
     g.bench_function(id("encode"), |b| {

@@ -8,6 +8,7 @@ pub mod frust;
 pub mod id;
 pub mod log_throttle;
 pub mod subjects;
+pub mod token;
 pub mod topics;
 
 pub use clock::Clock;

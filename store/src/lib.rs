@@ -50,6 +50,9 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The OS refused a thread for the SQLite writer (out of threads or memory).
+    #[error("cannot start the SQLite writer thread")]
+    WriterThread(#[source] std::io::Error),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

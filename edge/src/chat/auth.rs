@@ -5,17 +5,9 @@
 //! `exp` in the future, any `nbf` in the past, and — when configured — the expected `iss` and
 //! `aud`. No leeway: the edge's clock is the reference.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::http::HeaderMap;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    exp: u64,
-}
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use switchyard_schema::token::Claims;
 
 /// HS256 secrets shorter than this are warned about at start (RFC 7518 §3.2: a key of at least
 /// the hash size, 256 bits).
@@ -204,22 +196,13 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Mints an HS256 token for `sub` valid for `ttl_secs` (development and tests).
-pub fn mint_hs256(secret: &str, sub: &str, ttl_secs: u64) -> anyhow::Result<String> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let claims = Claims {
-        sub: sub.to_owned(),
-        exp: now + ttl_secs,
-    };
-    Ok(jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )?)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use jsonwebtoken::{EncodingKey, Header};
+    use switchyard_schema::token::mint_hs256;
+
     use super::*;
 
     fn auth() -> Authenticator {

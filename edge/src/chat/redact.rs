@@ -26,7 +26,7 @@ pub fn redacted_uri(uri: &Uri) -> Cow<'_, str> {
     if !query.split('&').any(is_token_pair) {
         return Cow::Owned(uri.to_string());
     }
-    let redacted: Vec<Cow<str>> = query
+    let redacted: Vec<Cow<'_, str>> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
             Some((name, _)) if is_token_pair(pair) => Cow::Owned(format!("{name}={REDACTED}")),

@@ -22,11 +22,11 @@ use serde::Deserialize;
 use serde_json::json;
 use switchyard_schema::chat::{Room, MAX_ID_CHARS};
 use switchyard_schema::new_packet_id;
-use switchyard_store::Page;
+use switchyard_store::{Page, StoreError};
 
 use super::auth::Caller;
 use super::ChatEdge;
-use crate::api_error::{bad_request, error, ApiError, ApiResult};
+use crate::api_error::{bad_request, error, unavailable, ApiError, ApiResult};
 
 const MAX_ROOM_NAME_CHARS: usize = 100;
 /// Page size of lists when the caller names none, and the largest one may ask for.
@@ -63,13 +63,9 @@ fn not_found() -> ApiError {
     error(StatusCode::NOT_FOUND, "not_found", "no such room")
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "chat store failed");
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "store unavailable",
-    )
+/// The store failed: 503, the cause logged.
+fn store_failed(e: StoreError) -> ApiError {
+    unavailable("store unavailable").caused_by(e)
 }
 
 /// A limit refused the request: counted, logged once per limit and interval.
@@ -217,7 +213,7 @@ async fn create_room(State(chat): Ctx, Admitted(caller): Admitted, bytes: Bytes)
         owner,
         members,
     };
-    chat.store.create_room(&room).await.map_err(unavailable)?;
+    chat.store.create_room(&room).await.map_err(store_failed)?;
     chat.room_changed(&room.room_id).await;
     Ok((StatusCode::CREATED, Json(room)).into_response())
 }
@@ -229,7 +225,7 @@ async fn refuse_users_at_room_cap(
     who: &str,
 ) -> Result<(), ApiError> {
     let cap = chat.config.rest.max_rooms_per_user;
-    let counts = chat.store.room_counts(users).await.map_err(unavailable)?;
+    let counts = chat.store.room_counts(users).await.map_err(store_failed)?;
     let full: Vec<&String> = users
         .iter()
         .zip(counts)
@@ -324,7 +320,7 @@ async fn list_rooms(
         .store
         .rooms_page(&user, q.cursor.as_deref(), limit)
         .await
-        .map_err(unavailable)?;
+        .map_err(store_failed)?;
     Ok(paged(page, "/api/chat/rooms", limit, &extra))
 }
 
@@ -335,7 +331,7 @@ async fn visible_room(chat: &ChatEdge, caller: &Caller, room_id: &str) -> Result
         .store
         .room(room_id)
         .await
-        .map_err(unavailable)?
+        .map_err(store_failed)?
         .ok_or_else(not_found)?;
     match caller {
         Caller::User(me) if !room.members.contains(me) && !owns(caller, &room) => {
@@ -365,7 +361,7 @@ async fn list_members(
         .rooms
         .members(&room_id)
         .await
-        .map_err(unavailable)?
+        .map_err(store_failed)?
         .ok_or_else(not_found)?;
     if let Caller::User(me) = &caller {
         if !room.contains(me) && room.owner.as_ref() != Some(me) {
@@ -376,7 +372,7 @@ async fn list_members(
         .store
         .members_page(&room_id, q.cursor.as_deref(), limit)
         .await
-        .map_err(unavailable)?;
+        .map_err(store_failed)?;
     let path = format!("/api/chat/rooms/{}/members", query_escape(&room_id));
     Ok(paged(page, &path, limit, ""))
 }
@@ -418,9 +414,9 @@ async fn add_member(
     chat.store
         .add_member(&room_id, &new.user_id)
         .await
-        .map_err(unavailable)?;
+        .map_err(store_failed)?;
     chat.room_changed(&room_id).await;
-    let room = chat.store.room(&room_id).await.map_err(unavailable)?;
+    let room = chat.store.room(&room_id).await.map_err(store_failed)?;
     Ok(Json(room.ok_or_else(not_found)?).into_response())
 }
 
@@ -439,7 +435,7 @@ async fn remove_member(
     chat.store
         .remove_member(&room_id, &user_id)
         .await
-        .map_err(unavailable)?;
+        .map_err(store_failed)?;
     chat.room_changed(&room_id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -456,7 +452,7 @@ async fn delete_room(
     chat.store
         .delete_room(&room_id)
         .await
-        .map_err(unavailable)?;
+        .map_err(store_failed)?;
     chat.room_changed(&room_id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

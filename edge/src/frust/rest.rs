@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,6 +17,7 @@ use switchyard_schema::frust::hour_series;
 use switchyard_schema::topics;
 
 use super::FrustEdge;
+use crate::api_error::{unavailable, ApiError};
 
 /// The original served at most this many of today's clicks or events.
 const LATEST_LIMIT: u32 = 10_000;
@@ -40,15 +41,17 @@ pub fn routes(edge: Arc<FrustEdge>) -> Router {
         .with_state(edge)
 }
 
-/// A failed dependency: logged and answered with 503 and a JSON reason (a store failure is
-/// counted once, by the store decorator; a bus request is not a store error).
-fn unavailable(what: &str, e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "{what} failed");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "error": format!("{what} unavailable") })),
-    )
-        .into_response()
+/// A failed dependency of `what`: 503 `{"error": "<what> unavailable"}`, the cause logged (a
+/// store failure is counted once, by the store decorator; a bus request is not a store error).
+fn failed<E>(what: &'static str) -> impl FnOnce(E) -> ApiError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |e| {
+        unavailable(format!("{what} unavailable"))
+            .without_code()
+            .caused_by(e)
+    }
 }
 
 async fn version(State(edge): Ctx) -> Response {
@@ -60,7 +63,7 @@ async fn cached<T, F, Fut>(edge: &FrustEdge, key: &'static str, load: F) -> Resp
 where
     T: serde::Serialize,
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
     let answer = edge
         .rest_cache
@@ -68,12 +71,12 @@ where
             let value = load().await?;
             serde_json::to_vec(&value)
                 .map(Bytes::from)
-                .map_err(|e| e.to_string())
+                .map_err(failed(key))
         })
         .await;
     match answer {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => unavailable(key, e),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -83,7 +86,7 @@ async fn latest_clicks(State(edge): Ctx) -> Response {
         edge.store
             .clicks_since(today, LATEST_LIMIT)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(failed("latest_clicks"))
     })
     .await
 }
@@ -94,7 +97,7 @@ async fn latest_events(State(edge): Ctx) -> Response {
         edge.store
             .events_since(today, LATEST_LIMIT)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(failed("latest_events"))
     })
     .await
 }
@@ -105,7 +108,7 @@ async fn latest_hours(State(edge): Ctx) -> Response {
     cached(&edge, "latest_hours", || async {
         let (totals, hours) = switchyard_store::served_counts(&*edge.store, from)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(failed("latest_hours"))?;
         let hours: Vec<(i64, i64, i64)> = hours
             .into_iter()
             .map(|h| (h.hour, h.clicks, h.events))
@@ -125,7 +128,7 @@ async fn users(State(edge): Ctx) -> Response {
     cached(&edge, "users", || async {
         switchyard_store::served_users(&*edge.store)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(failed("users"))
     })
     .await
 }
@@ -136,14 +139,14 @@ async fn online_users(State(edge): Ctx) -> Response {
             .request_to(&topics::RPC_FRUST_ONLINE, &Empty, QUERY_TIMEOUT)
             .await
             .map(|OnlineUsers(users)| users)
-            .map_err(|e| e.to_string())
+            .map_err(failed("online_users"))
     })
     .await
 }
 
 async fn current_stats(State(edge): Ctx) -> Response {
     cached(&edge, "current_stats", || async {
-        edge.current_stats().await.map_err(|e| e.to_string())
+        edge.current_stats().await.map_err(failed("current_stats"))
     })
     .await
 }

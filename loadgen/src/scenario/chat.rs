@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use futures::SinkExt;
 use tokio::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -23,7 +24,7 @@ pub struct Plan {
     room_ids: Vec<String>,
     room_size: usize,
     tokens: Vec<String>,
-    pub senders: usize,
+    senders: usize,
     rate: f64,
 }
 
@@ -59,8 +60,8 @@ impl Plan {
             .collect();
         let tokens = users
             .iter()
-            .map(|u| api::mint_token(secret, u, ttl))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|u| switchyard_schema::token::mint_hs256(secret, u, ttl))
+            .collect::<Result<Vec<_>, _>>()?;
 
         eprintln!("bench: creating {rooms} rooms of {room_size}");
         let users = Arc::new(users);
@@ -101,17 +102,23 @@ impl Plan {
         })
     }
 
-    pub fn clients(&self) -> usize {
+    fn room_of(&self, client: usize) -> usize {
+        client / self.room_size
+    }
+}
+
+impl super::Plan for Plan {
+    fn clients(&self) -> usize {
         self.tokens.len()
     }
 
-    fn room_of(&self, client: usize) -> usize {
-        client / self.room_size
+    fn senders(&self) -> usize {
+        self.senders
     }
 
     /// Sender j is member j / rooms of room j % rooms: one per room first, then a second
     /// member of each room, and so on.
-    pub fn role(&self, client: usize) -> Option<SendRole> {
+    fn role(&self, client: usize) -> Option<SendRole> {
         let rooms = self.room_ids.len();
         let (room, member) = (self.room_of(client), client % self.room_size);
         let sender = member * rooms + room;
@@ -119,8 +126,17 @@ impl Plan {
             .then(|| SendRole::new(sender as u32, self.senders as u32, self.rate))
     }
 
+    fn connection(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        index: usize,
+        role: Option<SendRole>,
+    ) -> BoxFuture<'static, Tally> {
+        Box::pin(connection(self, shared, index, role))
+    }
+
     /// Each accepted message reaches every connected member of its room.
-    pub fn expected(&self, tallies: &[Tally]) -> u64 {
+    fn expected(&self, tallies: &[Tally]) -> u64 {
         let mut members = vec![0u64; self.room_ids.len()];
         for t in tallies.iter().filter(|t| t.connected) {
             if let Some(room) = t.room {
@@ -155,7 +171,7 @@ async fn open(
     }
 }
 
-pub async fn connection(
+async fn connection(
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     index: usize,

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use futures::SinkExt;
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
@@ -17,9 +18,9 @@ use crate::stats::{LatencyRecorder, Tally};
 const COMMENT_KEY: &str = r#""comment":""#;
 
 pub struct Plan {
-    pub protocol: Protocol,
-    pub clients: usize,
-    pub senders: usize,
+    protocol: Protocol,
+    clients: usize,
+    senders: usize,
     rate: f64,
 }
 
@@ -43,22 +44,41 @@ impl Plan {
             rate: args.rate,
         })
     }
+}
+
+impl super::Plan for Plan {
+    fn clients(&self) -> usize {
+        self.clients
+    }
+
+    fn senders(&self) -> usize {
+        self.senders
+    }
 
     /// The first S clients send (round-robin targets spread them over the edges too).
-    pub fn role(&self, client: usize) -> Option<SendRole> {
+    fn role(&self, client: usize) -> Option<SendRole> {
         (client < self.senders)
             .then(|| SendRole::new(client as u32, self.senders as u32, self.rate))
     }
+
+    fn connection(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        index: usize,
+        role: Option<SendRole>,
+    ) -> BoxFuture<'static, Tally> {
+        Box::pin(connection(self, shared, index, role))
+    }
+
+    /// Every accepted click reaches every connected client of this process.
+    fn expected(&self, tallies: &[Tally]) -> u64 {
+        let accepted: u64 = tallies.iter().map(|t| t.accepted).sum();
+        let receivers = tallies.iter().filter(|t| t.connected).count() as u64;
+        accepted * receivers
+    }
 }
 
-/// Every accepted click reaches every connected client of this process.
-pub fn expected(tallies: &[Tally]) -> u64 {
-    let accepted: u64 = tallies.iter().map(|t| t.accepted).sum();
-    let receivers = tallies.iter().filter(|t| t.connected).count() as u64;
-    accepted * receivers
-}
-
-pub async fn connection(
+async fn connection(
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     index: usize,

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -156,10 +157,42 @@ impl Shared {
     }
 }
 
-/// What differs between the APIs.
-enum Plan {
-    Frust(Arc<frust::Plan>),
-    Chat(Arc<chat::Plan>),
+/// What differs between the APIs: how many connect and send, how one client runs, and how many
+/// deliveries the run should see.
+pub trait Plan: Send + Sync + 'static {
+    fn clients(&self) -> usize;
+    fn senders(&self) -> usize;
+    /// Client `client`'s send schedule, if it sends.
+    fn role(&self, client: usize) -> Option<SendRole>;
+    /// One client's connection, from connecting until `shared.stop`.
+    fn connection(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        index: usize,
+        role: Option<SendRole>,
+    ) -> BoxFuture<'static, Tally>;
+    /// The deliveries the connected clients should have received, given what was accepted.
+    fn expected(&self, tallies: &[Tally]) -> u64;
+}
+
+/// The plan of `--api`; chat mints tokens and creates its rooms here.
+async fn plan(
+    args: &RunArgs,
+    jwt_secret: Option<String>,
+    run_id: &str,
+    targets: &[Target],
+) -> anyhow::Result<Arc<dyn Plan>> {
+    Ok(match args.api {
+        Api::Frust => Arc::new(frust::Plan::new(args)?),
+        Api::Chat => {
+            let secret = jwt_secret.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "chat needs the server's token secret: --jwt-secret or SWITCHYARD_JWT_SECRET"
+                )
+            })?;
+            Arc::new(chat::Plan::prepare(args, &secret, run_id, targets).await?)
+        }
+    })
 }
 
 pub async fn run(args: &RunArgs, jwt_secret: Option<String>) -> anyhow::Result<Report> {
@@ -180,23 +213,8 @@ pub async fn run(args: &RunArgs, jwt_secret: Option<String>) -> anyhow::Result<R
         anyhow::bail!("--rate must be a positive number of packets per second");
     }
 
-    let plan = match args.api {
-        Api::Frust => Plan::Frust(Arc::new(frust::Plan::new(args)?)),
-        Api::Chat => {
-            let secret = jwt_secret.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "chat needs the server's token secret: --jwt-secret or SWITCHYARD_JWT_SECRET"
-                )
-            })?;
-            Plan::Chat(Arc::new(
-                chat::Plan::prepare(args, &secret, &run_id, &targets).await?,
-            ))
-        }
-    };
-    let (clients, senders) = match &plan {
-        Plan::Frust(p) => (p.clients, p.senders),
-        Plan::Chat(p) => (p.clients(), p.senders),
-    };
+    let plan = plan(args, jwt_secret, &run_id, &targets).await?;
+    let (clients, senders) = (plan.clients(), plan.senders());
     let senders = if args.idle { 0 } else { senders };
     let sources = args.source_ips.len().max(1);
     warn_about_limits(args, clients, senders, sources);
@@ -239,18 +257,12 @@ pub async fn run(args: &RunArgs, jwt_secret: Option<String>) -> anyhow::Result<R
     );
     let mut tasks = Vec::with_capacity(clients);
     for i in 0..clients {
-        let shared = shared.clone();
-        let task = match &plan {
-            Plan::Frust(p) => {
-                let role = (!args.idle).then(|| p.role(i)).flatten();
-                tokio::spawn(frust::connection(p.clone(), shared, i, role))
-            }
-            Plan::Chat(p) => {
-                let role = (!args.idle).then(|| p.role(i)).flatten();
-                tokio::spawn(chat::connection(p.clone(), shared, i, role))
-            }
-        };
-        tasks.push(task);
+        let role = (!args.idle).then(|| plan.role(i)).flatten();
+        tasks.push(tokio::spawn(plan.clone().connection(
+            shared.clone(),
+            i,
+            role,
+        )));
     }
     wait_connected(&mut ready_rx, clients).await;
     phases.all_connected_us = unix_micros();
@@ -304,11 +316,26 @@ pub async fn run(args: &RunArgs, jwt_secret: Option<String>) -> anyhow::Result<R
         }
     }
 
-    let expected_own = match &plan {
-        Plan::Frust(_) => frust::expected(&tallies),
-        Plan::Chat(p) => p.expected(&tallies),
-    };
-    let params = Params {
+    let expected_own = plan.expected(&tallies);
+    let params = params(args, clients, senders, run_id);
+    let connect_hist = shared.connect_hist.lock().clone();
+    let latency_hist = latency.lock().clone();
+    let mut report = stats::single_report(
+        params,
+        &tallies,
+        expected_own,
+        phases,
+        &connect_hist,
+        &latency_hist,
+        memory,
+    );
+    report.warnings.extend(hints(&report));
+    Ok(report)
+}
+
+/// The run's parameters, as the report states them.
+fn params(args: &RunArgs, clients: usize, senders: usize, run_id: String) -> Params {
+    Params {
         api: args.api,
         protocol: (args.api == Api::Frust).then_some(args.protocol),
         targets: args.targets.clone(),
@@ -328,20 +355,7 @@ pub async fn run(args: &RunArgs, jwt_secret: Option<String>) -> anyhow::Result<R
         source_ips: args.source_ips.iter().map(|ip| ip.to_string()).collect(),
         start_at: args.start_at,
         run_ids: vec![run_id],
-    };
-    let connect_hist = shared.connect_hist.lock().clone();
-    let latency_hist = latency.lock().clone();
-    let mut report = stats::single_report(
-        params,
-        &tallies,
-        expected_own,
-        phases,
-        &connect_hist,
-        &latency_hist,
-        memory,
-    );
-    report.warnings.extend(hints(&report));
-    Ok(report)
+    }
 }
 
 /// Waits until every connection attempt has finished, printing progress on long runs.

@@ -78,7 +78,7 @@ impl SqliteStore {
         configure(&conn)?;
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn)?;
-        let writer = Writer::start(conn);
+        let writer = Writer::start(conn)?;
         let mut readers = Vec::with_capacity(READ_CONNECTIONS);
         for _ in 0..READ_CONNECTIONS {
             readers.push(Self::read_connection(path)?);

@@ -91,7 +91,7 @@ impl FromOutcome for () {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection) -> Self {
+    pub(crate) fn start(conn: Connection) -> StoreResult<Self> {
         // Registered before the first batch, so the panels have a series from the start.
         let _ = metrics::histogram!("switchyard_store_batch_seconds");
         let _ = metrics::histogram!("switchyard_store_batch_size");
@@ -99,8 +99,8 @@ impl Writer {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run(conn, rx))
-            .expect("spawn sqlite writer thread");
-        Self { tx }
+            .map_err(StoreError::WriterThread)?;
+        Ok(Self { tx })
     }
 
     pub(crate) async fn run<T: FromOutcome>(&self, op: WriteOp) -> StoreResult<T> {
@@ -192,7 +192,7 @@ fn answer(reply: Reply, outcome: StoreResult<Outcome>) {
     }
 }
 
-fn apply(tx: &Transaction, op: WriteOp) -> rusqlite::Result<Outcome> {
+fn apply(tx: &Transaction<'_>, op: WriteOp) -> rusqlite::Result<Outcome> {
     match op {
         WriteOp::InsertClick(c) => Ok(Outcome::Inserted(insert_click(tx, &c)?)),
         WriteOp::InsertEvent(e) => Ok(Outcome::Inserted(insert_event(tx, "frust_events", &e)?)),
@@ -280,7 +280,7 @@ fn apply(tx: &Transaction, op: WriteOp) -> rusqlite::Result<Outcome> {
     }
 }
 
-fn insert_click(tx: &Transaction, c: &StoredClick) -> rusqlite::Result<bool> {
+fn insert_click(tx: &Transaction<'_>, c: &StoredClick) -> rusqlite::Result<bool> {
     let n = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO frust_clicks (id, user, comment, style, timestamp)
@@ -297,7 +297,7 @@ fn insert_click(tx: &Transaction, c: &StoredClick) -> rusqlite::Result<bool> {
 }
 
 /// Into `frust_events` or the ephemeral tally (same columns).
-fn insert_event(tx: &Transaction, table: &str, e: &StoredEvent) -> rusqlite::Result<bool> {
+fn insert_event(tx: &Transaction<'_>, table: &str, e: &StoredEvent) -> rusqlite::Result<bool> {
     let n = tx
         .prepare_cached(&format!(
             "INSERT OR IGNORE INTO {table} (id, user, name, timestamp) VALUES (?1, ?2, ?3, ?4)"
@@ -306,7 +306,7 @@ fn insert_event(tx: &Transaction, table: &str, e: &StoredEvent) -> rusqlite::Res
     Ok(n == 1)
 }
 
-fn save_imported(tx: &Transaction, c: &ImportedCounters) -> rusqlite::Result<()> {
+fn save_imported(tx: &Transaction<'_>, c: &ImportedCounters) -> rusqlite::Result<()> {
     tx.execute_batch(
         "DELETE FROM frust_imported_hours; DELETE FROM frust_imported_users;
          DELETE FROM frust_imported_totals;",
@@ -330,13 +330,13 @@ fn save_imported(tx: &Transaction, c: &ImportedCounters) -> rusqlite::Result<()>
     Ok(())
 }
 
-fn add_member(tx: &Transaction, room_id: &str, user_id: &str) -> rusqlite::Result<()> {
+fn add_member(tx: &Transaction<'_>, room_id: &str, user_id: &str) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT OR IGNORE INTO chat_members (room_id, user_id) VALUES (?1, ?2)")?
         .execute(params![room_id, user_id])?;
     Ok(())
 }
 
-fn save_counters(tx: &Transaction, u: &CounterUpdate) -> rusqlite::Result<()> {
+fn save_counters(tx: &Transaction<'_>, u: &CounterUpdate) -> rusqlite::Result<()> {
     let mut hour = tx.prepare_cached(
         "INSERT INTO frust_hours (hour, click_count, event_count) VALUES (?1, ?2, ?3)
          ON CONFLICT (hour) DO UPDATE SET click_count = excluded.click_count,
@@ -376,7 +376,7 @@ fn save_counters(tx: &Transaction, u: &CounterUpdate) -> rusqlite::Result<()> {
 
 /// Imported rows are left out (they have their own counters); ephemeral tally rows count in
 /// the hours and totals, not per user.
-fn rebuild_counters(tx: &Transaction) -> rusqlite::Result<()> {
+fn rebuild_counters(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     let live = format!("id NOT LIKE '{IMPORTED_PREFIX}%'");
     tx.execute_batch(&format!(
         "DELETE FROM frust_hours;
