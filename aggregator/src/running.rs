@@ -182,17 +182,10 @@ impl Aggregator {
     fn announce_chat_leave(&self, user: String) {
         let (bus, store) = (self.bus.clone(), self.store.clone());
         self.chat_leaves.spawn(async move {
-            let rooms = match store.rooms_of(&user).await {
-                Ok(rooms) => rooms,
+            let recipients = match store.room_mates(&user).await {
+                Ok(mates) => mates,
                 Err(e) => return tracing::error!(error = %e, "cannot read rooms for chat-leave"),
             };
-            let mut recipients: Vec<String> = rooms
-                .into_iter()
-                .flat_map(|r| r.members)
-                .filter(|m| *m != user)
-                .collect();
-            recipients.sort();
-            recipients.dedup();
             if recipients.is_empty() {
                 return;
             }

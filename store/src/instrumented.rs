@@ -27,7 +27,7 @@ impl<S: Store> Instrumented<S> {
 }
 
 /// Every operation `timed` below is called with (a test keeps the two in step).
-const OPS: [&str; 27] = [
+const OPS: [&str; 28] = [
     "insert_click",
     "insert_event",
     "insert_ephemeral_event",
@@ -46,6 +46,7 @@ const OPS: [&str; 27] = [
     "create_room",
     "room",
     "rooms_of",
+    "room_mates",
     "rooms_page",
     "room_counts",
     "delete_room",
@@ -187,6 +188,10 @@ impl<S: Store> Store for Instrumented<S> {
 
     async fn rooms_of(&self, user_id: &str) -> StoreResult<Vec<Room>> {
         timed("rooms_of", self.inner.rooms_of(user_id)).await
+    }
+
+    async fn room_mates(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        timed("room_mates", self.inner.room_mates(user_id)).await
     }
 
     async fn rooms_page(

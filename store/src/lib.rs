@@ -57,6 +57,19 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The members of `rooms` other than `user_id`, by id, each once: [`Store::room_mates`] for an
+/// adapter that reads the rooms themselves.
+fn mates_in(rooms: Vec<Room>, user_id: &str) -> Vec<String> {
+    let mut mates: Vec<String> = rooms
+        .into_iter()
+        .flat_map(|r| r.members)
+        .filter(|m| m != user_id)
+        .collect();
+    mates.sort();
+    mates.dedup();
+    mates
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredClick {
     pub id: String,
@@ -152,6 +165,9 @@ pub trait Store: Send + Sync + 'static {
     async fn room(&self, room_id: &str) -> StoreResult<Option<Room>>;
     /// The rooms `user_id` belongs to, with their members, oldest first.
     async fn rooms_of(&self, user_id: &str) -> StoreResult<Vec<Room>>;
+    /// The users who share a room with `user_id` (not `user_id` itself), by id, each once:
+    /// whom a user's joining or leaving the chat is told to.
+    async fn room_mates(&self, user_id: &str) -> StoreResult<Vec<String>>;
     /// One page of the rooms `user_id` belongs to, with their members, in room id order (room
     /// ids are UUIDv7, so that is creation order), starting after the cursor `after`.
     async fn rooms_page(

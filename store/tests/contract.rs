@@ -56,6 +56,7 @@ async fn contract(store: Arc<dyn Store>) {
     reads_cross_midnight_both_ways(store).await;
     reads_span_many_pages_in_order(store).await;
     rooms_and_membership(store).await;
+    room_mates_are_the_members_of_shared_rooms(store).await;
     room_lists_page_by_cursor(store).await;
     chat_history_pages_by_skip_and_cursor(store).await;
     chat_history_crosses_buckets(store).await;
@@ -549,6 +550,45 @@ async fn rooms_and_membership(store: &dyn Store) {
         .map(|r| r.room_id)
         .collect();
     assert_eq!(anns, vec!["room-b"]);
+}
+
+async fn room_mates_are_the_members_of_shared_rooms(store: &dyn Store) {
+    let room = |id: &str, members: &[&str]| Room {
+        room_id: id.into(),
+        name: None,
+        owner: None,
+        members: members.iter().map(|m| m.to_string()).collect(),
+    };
+    store
+        .create_room(&room("mates-1", &["mate-mia", "mate-oli", "mate-noa"]))
+        .await
+        .unwrap();
+    store
+        .create_room(&room("mates-2", &["mate-noa", "mate-pia", "mate-mia"]))
+        .await
+        .unwrap();
+    store
+        .create_room(&room("mates-3", &["mate-rex"]))
+        .await
+        .unwrap();
+    // A member row for a room that was never created makes no room-mates.
+    store.add_member("mates-ghost", "mate-mia").await.unwrap();
+    store.add_member("mates-ghost", "mate-quin").await.unwrap();
+    let mates = |user: &'static str| async move { store.room_mates(user).await.unwrap() };
+    assert_eq!(
+        mates("mate-mia").await,
+        vec!["mate-noa", "mate-oli", "mate-pia"],
+        "by id, each once, not the user"
+    );
+    assert_eq!(mates("mate-pia").await, vec!["mate-mia", "mate-noa"]);
+    assert!(mates("mate-rex").await.is_empty(), "alone in a room");
+    assert!(
+        mates("mate-quin").await.is_empty(),
+        "only in a room never created"
+    );
+    assert!(mates("mate-nobody").await.is_empty(), "in no room");
+    store.remove_member("mates-2", "mate-pia").await.unwrap();
+    assert_eq!(mates("mate-mia").await, vec!["mate-noa", "mate-oli"]);
 }
 
 /// Walks every page of `read(cursor)`; returns the pages' items.

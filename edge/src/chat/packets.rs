@@ -27,14 +27,7 @@ pub async fn handle(
             send_message(chat, room_id, user, message).await?;
         }
         ClientPacket::ChatJoin => {
-            let rooms = chat.store.rooms_of(user).await.map_err(unavailable)?;
-            let mut recipients: Vec<String> = rooms
-                .into_iter()
-                .flat_map(|r| r.members)
-                .filter(|m| m != user)
-                .collect();
-            recipients.sort();
-            recipients.dedup();
+            let recipients = chat.store.room_mates(user).await.map_err(unavailable)?;
             if !recipients.is_empty() {
                 let out = ChatOut {
                     target: ChatTarget::Users(recipients),

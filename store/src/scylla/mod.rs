@@ -170,6 +170,11 @@ impl Store for ScyllaStore {
         self.rooms_of_user(user_id).await
     }
 
+    async fn room_mates(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let rooms = self.rooms_of_user(user_id).await?;
+        Ok(crate::mates_in(rooms, user_id))
+    }
+
     async fn rooms_page(
         &self,
         user_id: &str,

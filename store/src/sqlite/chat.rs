@@ -90,6 +90,21 @@ pub fn room_counts(c: &Connection, user_ids: &[String]) -> rusqlite::Result<Vec<
         .collect()
 }
 
+/// Members of the user's rooms, each once; rooms never created (a stray member row) count
+/// not, as in [`rooms_of`].
+pub fn room_mates(c: &Connection, user_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT DISTINCT m.user_id
+         FROM chat_members mine
+         JOIN chat_rooms r ON r.room_id = mine.room_id
+         JOIN chat_members m ON m.room_id = mine.room_id
+         WHERE mine.user_id = ?1 AND m.user_id <> ?1
+         ORDER BY m.user_id",
+    )?;
+    let rows = stmt.query_map([user_id], |r| r.get::<_, String>(0))?;
+    rows.collect()
+}
+
 pub fn rooms_of(c: &Connection, user_id: &str) -> rusqlite::Result<Vec<Room>> {
     let mut stmt = c.prepare_cached(
         "SELECT r.room_id, r.name, m.user_id, r.owner

@@ -366,6 +366,11 @@ impl Store for SqliteStore {
         self.read(move |c| chat::rooms_of(c, &user_id)).await
     }
 
+    async fn room_mates(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| chat::room_mates(c, &user_id)).await
+    }
+
     async fn rooms_page(
         &self,
         user_id: &str,
