@@ -11,6 +11,7 @@ mod dedup;
 pub(crate) mod frust;
 mod held;
 pub mod limits;
+mod not_accepted;
 pub mod occupancy;
 mod owned_head;
 pub mod refusals;

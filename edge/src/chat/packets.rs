@@ -11,6 +11,7 @@ use switchyard_schema::topics::{self, Topic};
 
 use super::outbox::Outbox;
 use super::ChatEdge;
+use crate::not_accepted::NotAccepted;
 
 pub async fn handle(
     chat: &ChatEdge,
@@ -102,28 +103,34 @@ pub async fn send_message(
     let started = std::time::Instant::now();
     let payload = Encoded::of(&packet);
     // Held until the stream answers: through an election that can be the whole budget.
-    let _hold = chat.held.try_hold("chat", payload.len()).ok_or_else(|| {
-        Rejection::new(
-            ErrorCode::Unavailable,
-            "not accepted: this edge holds too many messages the stream has not \
-             confirmed; try again",
-        )
-    })?;
+    let _hold = chat
+        .held
+        .try_hold("chat", payload.len())
+        .ok_or_else(|| refused(NotAccepted::Overloaded))?;
     chat.bus
         .publish_durable_to(&topic, &message.id, payload)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "chat publish failed");
-            let why = match e {
-                switchyard_bus::BusError::Unconfirmed(_) => {
-                    "message not confirmed: the bus did not answer; it may still arrive"
-                }
-                _ => "message not accepted; try again",
-            };
-            Rejection::new(ErrorCode::Unavailable, why)
+            refused(NotAccepted::of_publish(&e))
         })?;
     metrics::histogram!("switchyard_publish_seconds", "api" => "chat").record(started.elapsed());
     Ok(message)
+}
+
+/// A packet the durable stream did not take, worded for a `/chat` client.
+fn refused(why: NotAccepted) -> Rejection {
+    let text = match why {
+        NotAccepted::Unavailable => "message not accepted; try again",
+        NotAccepted::Overloaded => {
+            "not accepted: this edge holds too many messages the stream has not confirmed; \
+             try again"
+        }
+        NotAccepted::Unconfirmed => {
+            "message not confirmed: the bus did not answer; it may still arrive"
+        }
+    };
+    Rejection::new(ErrorCode::Unavailable, text)
 }
 
 async fn authorize(chat: &ChatEdge, room_id: &str, user: &str) -> Result<(), Rejection> {

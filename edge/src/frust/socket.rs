@@ -23,6 +23,7 @@ use tracing::Instrument;
 use super::shards::Member;
 use super::FrustEdge;
 use crate::limits::{ConnectionLimiter, Verdict};
+use crate::not_accepted::NotAccepted;
 use crate::occupancy::{Full, Slot};
 use crate::refusals;
 
@@ -116,26 +117,21 @@ impl Ack {
 /// Why a packet was not accepted, for its acknowledgement.
 enum Refusal {
     Invalid(String),
-    /// Definitely not accepted: the client may send it again.
-    Unavailable,
-    /// Not accepted: the edge holds its maximum of unconfirmed packets already.
-    Overloaded,
-    /// Unknown: the bus never answered (retrying would make a second packet).
-    Unconfirmed,
+    NotAccepted(NotAccepted),
 }
 
 impl From<Refusal> for Ack {
     fn from(r: Refusal) -> Self {
         match r {
             Refusal::Invalid(why) => Ack::refused(&why),
-            Refusal::Unavailable => {
+            Refusal::NotAccepted(NotAccepted::Unavailable) => {
                 Ack::refused("not accepted: the message bus is unavailable; try again")
             }
-            Refusal::Overloaded => Ack::refused(
+            Refusal::NotAccepted(NotAccepted::Overloaded) => Ack::refused(
                 "not accepted: this edge holds too many packets the stream has not confirmed; \
                  try again",
             ),
-            Refusal::Unconfirmed => Ack {
+            Refusal::NotAccepted(NotAccepted::Unconfirmed) => Ack {
                 unconfirmed: true,
                 ..Ack::refused(
                     "not confirmed: the message bus did not answer; it may still be stored",
@@ -223,7 +219,8 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
                             enqueue(&tx, Box::new(packet));
                         }
                         None => {
-                            let _ = ack.send(&Ack::from(Refusal::Overloaded));
+                            let _ =
+                                ack.send(&Ack::from(Refusal::NotAccepted(NotAccepted::Overloaded)));
                         }
                     }
                 }
@@ -422,7 +419,7 @@ async fn on_click(edge: &FrustEdge, session: &Session, click: ClickIn) -> Result
         session_clicks,
     };
     let published = publish_inbound(edge, &topics::IN_FRUST_CLICK, &packet).await;
-    if matches!(published, Err(Refusal::Unavailable | Refusal::Overloaded)) {
+    if matches!(published, Err(Refusal::NotAccepted(n)) if n.surely_not_stored()) {
         // Not accepted, so not this session's click either.
         session.clicks.fetch_sub(1, Ordering::Relaxed);
     }
@@ -469,10 +466,7 @@ async fn publish_inbound(
             tracing::error!(error = %e, subject = topic.subject(), "inbound publish failed");
             metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "publish")
                 .increment(1);
-            Err(match e {
-                switchyard_bus::BusError::Unconfirmed(_) => Refusal::Unconfirmed,
-                _ => Refusal::Unavailable,
-            })
+            Err(Refusal::NotAccepted(NotAccepted::of_publish(&e)))
         }
     }
 }
