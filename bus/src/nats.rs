@@ -19,6 +19,7 @@ use async_nats::{Client, ConnectOptions, Event, RequestErrorKind, ServerAddr, Su
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
+use switchyard_schema::backoff::Backoff;
 use switchyard_schema::subjects::{stream_of, STREAM_DEAD, STREAM_FACTS, STREAM_IN};
 use switchyard_schema::topics::Stream;
 use tokio::sync::watch;
@@ -248,7 +249,7 @@ impl NatsBus {
                     | PublishErrorKind::WrongLastSequence
             );
             attempt += 1;
-            let pause = backoff(attempt);
+            let pause = BACKOFF.delay(attempt);
             if Instant::now() + pause >= deadline {
                 metrics::counter!("switchyard_bus_durable_failed_total").increment(1);
                 self.outcomes.failed();
@@ -777,7 +778,7 @@ impl Reader {
 
     async fn pause(&mut self, why: &str) {
         self.failures += 1;
-        let pause = backoff(self.failures);
+        let pause = BACKOFF.delay(self.failures);
         warn!(
             stream = self.stream,
             consumer = %self.name,
@@ -868,7 +869,7 @@ impl Replayer {
 
     async fn pause(&mut self, why: &str) {
         self.failures += 1;
-        let pause = backoff(self.failures);
+        let pause = BACKOFF.delay(self.failures);
         warn!(
             stream = self.stream,
             from = self.next,
@@ -998,7 +999,7 @@ where
             Err(err) => err,
         };
         attempt += 1;
-        let pause = backoff(attempt);
+        let pause = BACKOFF.delay(attempt);
         if err.permanent || Instant::now() + pause >= deadline {
             return Err(BusError::Backend(InContext::boxed(what, err)));
         }
@@ -1010,9 +1011,7 @@ where
 }
 
 /// 100 ms doubling up to 2 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(2))
-}
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 /// A client connected to one of `addrs`, or [`BusError::Unreachable`] naming `servers` and the
 /// last connection error once `timeout` has passed without any server answering.

@@ -1,6 +1,7 @@
 //! The contracts every role agrees on: what travels on the bus, what clients send and receive,
 //! and how time is bucketed. No I/O lives here.
 
+pub mod backoff;
 pub mod chat;
 pub mod clock;
 pub mod envelope;

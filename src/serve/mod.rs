@@ -154,15 +154,17 @@ const KEEPALIVE_PROBES: u32 = 3;
 /// persists. A connection that failed on its own (reset before it was accepted) costs nothing.
 #[derive(Default)]
 struct Backoff {
-    delay: Option<Duration>,
+    /// Accept failures in a row (that back off) since the last accepted connection.
+    failures: u32,
 }
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// 10 ms doubling up to 1 s.
+const ACCEPT_BACKOFF: switchyard_schema::backoff::Backoff =
+    switchyard_schema::backoff::Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
 
 impl Backoff {
     fn reset(&mut self) {
-        self.delay = None;
+        self.failures = 0;
     }
 
     async fn after(&mut self, e: &std::io::Error) {
@@ -171,10 +173,8 @@ impl Backoff {
         if kind == "connection" {
             return;
         }
-        let delay = self
-            .delay
-            .map_or(FIRST_BACKOFF, |d| (d * 2).min(MAX_BACKOFF));
-        self.delay = Some(delay);
+        self.failures += 1;
+        let delay = ACCEPT_BACKOFF.delay(self.failures);
         if let Some(more) = switchyard_edge::refusals::due("edge", "accept_error") {
             tracing::error!(error = %e, kind, ?delay, more_since_last_line = more,
                 "accept failed; backing off (logged at most every 10 s; counted in \

@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use switchyard_bus::{Bus, BusError, Decoded, Delivery, Encoded, TypedBus};
+use switchyard_schema::backoff::Backoff;
 use switchyard_schema::chat::ServerPacket;
 use switchyard_schema::envelope::{
     ChatOut, ChatTarget, DeadLetter, Fact, FrustFanout, FrustOut, Inbound,
@@ -185,7 +186,6 @@ impl Worker {
     /// once the packet failed `persist_attempts` times while the store answers other requests:
     /// a store that is down for everyone is waited for, however long.
     async fn persist_or_give_up(&self, packet: &Inbound) -> Result<Placement, (String, u32)> {
-        let mut backoff = Duration::from_millis(10);
         let mut attempts = 0;
         loop {
             let error = match self.store_packet(packet).await {
@@ -197,6 +197,7 @@ impl Worker {
             if attempts >= self.persist_attempts && self.store.totals().await.is_ok() {
                 return Err((error, attempts));
             }
+            let backoff = RETRY_BACKOFF.delay(attempts);
             tracing::warn!(
                 error,
                 attempts,
@@ -205,7 +206,6 @@ impl Worker {
                 "persist failed; retrying"
             );
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 
@@ -406,19 +406,23 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let mut backoff = Duration::from_millis(10);
+    let mut attempts = 0;
     loop {
         match op().await {
             Ok(v) => return v,
             Err(e) => {
+                attempts += 1;
+                let backoff = RETRY_BACKOFF.delay(attempts);
                 tracing::warn!(error = %e, ?backoff, "retrying after failure");
                 metrics::counter!("switchyard_worker_retries_total").increment(1);
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }
 }
+
+/// Pauses between retries of a store or bus operation: 10 ms doubling up to 2 s.
+const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(2));
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -14,6 +14,7 @@ use ::scylla::serialize::row::SerializeRow;
 use ::scylla::statement::batch::Batch;
 use ::scylla::statement::prepared::PreparedStatement;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use switchyard_schema::backoff::Backoff;
 use tokio::sync::Semaphore;
 
 use crate::{StoreError, StoreResult};
@@ -21,7 +22,8 @@ use crate::{StoreError, StoreResult};
 /// Attempts of one idempotent request in all (the driver's own retry policy runs inside each:
 /// it moves to another replica at once; these add time for an overloaded cluster to recover).
 const ATTEMPTS: u32 = 3;
-const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+/// 25 ms, then 50 ms (only `ATTEMPTS` tries: the cap is never reached).
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(25), Duration::from_secs(1));
 
 pub fn error(op: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Scylla {
@@ -55,7 +57,6 @@ impl Db {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ExecutionError>>,
     {
-        let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
             let result = {
@@ -71,8 +72,7 @@ impl Db {
                 Err(e) if idempotent && attempt < ATTEMPTS && is_transient(&e) => {
                     metrics::counter!("switchyard_store_retries_total", "op" => op).increment(1);
                     tracing::debug!(op, attempt, error = %e, "retrying a store request");
-                    tokio::time::sleep(jittered(backoff)).await;
-                    backoff *= 2;
+                    tokio::time::sleep(BACKOFF.delay(attempt)).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(error(op, e)),
@@ -223,27 +223,9 @@ fn is_transient(e: &ExecutionError) -> bool {
     }
 }
 
-/// `base` plus up to half of it again, so retries of many callers do not arrive in step.
-fn jittered(base: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let spread = base.as_micros().max(2) as u32 / 2;
-    base + Duration::from_micros(u64::from(nanos % spread))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_stays_within_half_the_base() {
-        for _ in 0..100 {
-            let d = jittered(Duration::from_millis(100));
-            assert!(d >= Duration::from_millis(100) && d < Duration::from_millis(150));
-        }
-    }
 
     #[test]
     fn only_transient_failures_are_retried() {
