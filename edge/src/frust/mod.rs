@@ -25,8 +25,9 @@ use crate::EdgeConfig;
 pub const SOCKET_IO_PATH: &str = "/api/socket.io";
 
 /// Per-connection websocket read buffer: every idle connection holds one (engineioxide's
-/// default is 4 KiB).
-const WS_READ_BUFFER: usize = 1024;
+/// default is 4 KiB). Frust's packets are under 256 B (a click is ~60); a bigger frame grows
+/// it, up to the payload cap.
+const WS_READ_BUFFER: usize = 256;
 
 /// Everything the Frust handlers share.
 pub struct FrustEdge {
