@@ -17,13 +17,11 @@ use axum::response::Response;
 
 use crate::frust::SOCKET_IO_PATH;
 
-/// What engineioxide reads (the websocket key, a polling body's type), what the edge reads (the
-/// proxies' client address), and what a websocket upgrade is made of.
-const KEPT_HEADERS: [HeaderName; 6] = [
+/// What engineioxide reads (the websocket key, a polling body's type) and what the edge reads
+/// (the proxies' client address). hyper made of the rest what it needs (the upgrade, the body's
+/// framing) before the head reaches here.
+static KEPT_HEADERS: [HeaderName; 3] = [
     axum::http::header::SEC_WEBSOCKET_KEY,
-    axum::http::header::SEC_WEBSOCKET_VERSION,
-    axum::http::header::UPGRADE,
-    axum::http::header::CONNECTION,
     axum::http::header::CONTENT_TYPE,
     HeaderName::from_static("x-forwarded-for"),
 ];
@@ -65,7 +63,11 @@ fn owned_uri(uri: &Uri) -> Uri {
 }
 
 fn kept_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut copy = HeaderMap::new();
+    let kept = KEPT_HEADERS
+        .iter()
+        .map(|name| headers.get_all(name).iter().count());
+    // Sized to fit: a map grown by inserts keeps room for a dozen.
+    let mut copy = HeaderMap::with_capacity(kept.sum());
     for name in &KEPT_HEADERS {
         for value in headers.get_all(name) {
             // `from_bytes` copies into a new buffer (and the bytes were valid already).
@@ -103,6 +105,7 @@ mod tests {
             "dGhlIHNhbXBsZSBub25jZQ=="
         );
         assert_eq!(after.headers().len(), 3);
+        assert!(after.headers().get("cookie").is_none());
     }
 
     #[test]
@@ -130,15 +133,18 @@ mod tests {
 
     #[test]
     fn copies_do_not_share_the_source_buffer() {
-        let buffer = Bytes::from_static(b"keep-alive, Upgrade");
+        let buffer = Bytes::from_static(b"dGhlIHNhbXBsZSBub25jZQ==");
         let mut headers = HeaderMap::new();
         headers.insert(
-            "connection",
+            "sec-websocket-key",
             HeaderValue::from_maybe_shared(buffer.clone()).unwrap(),
         );
         let copy = kept_headers(&headers);
-        assert_eq!(copy["connection"], "keep-alive, Upgrade");
-        assert_ne!(copy["connection"].as_bytes().as_ptr(), buffer.as_ptr());
+        assert_eq!(copy["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_ne!(
+            copy["sec-websocket-key"].as_bytes().as_ptr(),
+            buffer.as_ptr()
+        );
     }
 
     /// What hyper does: the URI is a slice of the read buffer.
