@@ -2,6 +2,7 @@
 
 pub mod broadcast;
 mod fanout;
+mod inbox;
 mod rest;
 pub mod shards;
 mod socket;
@@ -25,8 +26,9 @@ use crate::EdgeConfig;
 pub const SOCKET_IO_PATH: &str = "/api/socket.io";
 
 /// Per-connection websocket read buffer: every idle connection holds one (engineioxide's
-/// default is 4 KiB).
-const WS_READ_BUFFER: usize = 1024;
+/// default is 4 KiB). Frust's packets are under 256 B (a click is ~60); a bigger frame grows
+/// it, up to the payload cap.
+const WS_READ_BUFFER: usize = 256;
 
 /// Everything the Frust handlers share.
 pub struct FrustEdge {
@@ -48,8 +50,6 @@ pub struct FrustEdge {
     pub sessions: parking_lot::Mutex<std::collections::HashMap<String, LocalSession>>,
     /// This edge's sockets, sharded for fan-out (so it never has to list the namespace).
     pub sockets: shards::Shards,
-    /// Cancelled by a drain: every session applies what it received and says goodbye.
-    pub closing: tokio_util::sync::CancellationToken,
     /// Sessions open here, capped in total and per client.
     pub session_slots: Arc<crate::occupancy::Occupancy>,
     /// Packets waiting for the durable stream's confirmation, bounded for the whole edge.
@@ -109,7 +109,6 @@ pub async fn start(
         recent: crate::dedup::RecentIds::new(crate::DEDUP_WINDOW),
         limits,
         rest_cache: Default::default(),
-        closing: Default::default(),
         session_slots: crate::occupancy::Occupancy::new(sio.max_sessions, sio.max_sessions_per_ip),
         held,
     });
@@ -126,7 +125,16 @@ impl FrustEdge {
         self.sockets.close();
         // Closing the transports makes clients reconnect (elsewhere: admission is closed).
         self.io.close().await;
-        self.closing.cancel();
+        // Closing the server does not run socketioxide's disconnect handlers.
+        let sessions: Vec<_> = self
+            .sessions
+            .lock()
+            .values()
+            .map(|s| s.live.clone())
+            .collect();
+        for live in sessions {
+            live.end();
+        }
     }
 
     /// Stats as of now, from the aggregator's stored counters plus the imported ones.
@@ -185,8 +193,9 @@ impl FrustEdge {
     }
 }
 
-/// A session on this edge: the name it authenticated with and its socket.
+/// A session on this edge: the name it authenticated with, its socket and the session.
 pub struct LocalSession {
     pub name: Option<String>,
     pub sid: socketioxide::socket::Sid,
+    live: Arc<socket::LiveSession>,
 }

@@ -16,10 +16,9 @@ use switchyard_schema::envelope::{FrustOut, Inbound, Presence};
 use switchyard_schema::frust::{self, ClickIn, EventIn, Invalid};
 use switchyard_schema::new_packet_id;
 use switchyard_schema::topics::{self, Topic};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::inbox::{Inbox, Next, Pushed, Refused};
 use super::shards::Member;
 use super::FrustEdge;
 use crate::limits::{ConnectionLimiter, Verdict};
@@ -36,8 +35,7 @@ const SESSION_QUEUE: usize = 1536;
 /// few hundred bytes at most: a flat charge spares measuring each).
 const QUEUED_CHARGE: usize = 512;
 
-/// Queued boxed: a channel allocates its first 32 slots up front, for every socket, most of
-/// which never send; 32 pointers cost 256 bytes where 32 packets cost 2 KiB.
+/// Queued boxed: a waiting packet then takes a pointer of the inbox's buffer.
 type Queued = Box<Packet>;
 
 /// Per-socket state: the name it goes by and how many clicks it sent.
@@ -54,7 +52,7 @@ enum Kind {
     Event,
 }
 
-/// What a socket sent, validated, queued for its session task in arrival order. `ack` answers
+/// What a socket sent, validated, queued in its session's inbox in arrival order. `ack` answers
 /// a client that asked for an acknowledgement (and does nothing otherwise).
 struct Packet {
     /// Validated before queueing: a queue of raw `Value`s would hold up to 16× each payload's
@@ -176,10 +174,10 @@ fn client_ip(limits: &crate::limits::Limits, s: &SocketRef) -> std::net::IpAddr 
 }
 
 /// Registers the handlers before anything can await, so a packet sent right after connecting
-/// is never missed. Handlers only enqueue: one task per socket applies its packets in order.
+/// is never missed. Handlers only enqueue: the session's inbox applies its packets in order.
 fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
     let ip = client_ip(&edge.limits, &s);
-    // Held by the session task: the place is given back when the session ends.
+    // Held by the session: the place is given back when the session ends.
     let slot = match edge.session_slots.try_hold(Some(ip)) {
         Ok(slot) => slot,
         Err(full) => {
@@ -194,16 +192,26 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
         }
     };
     let limiter = Arc::new(edge.limits.connection(ip));
-    let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-    // A child of the edge's token: a drain ends every session even though closing the server
-    // does not run socketioxide's disconnect handlers.
-    let gone = edge.closing.child_token();
+    // In the fan-out from now on. The session owns the membership, and it ends on a disconnect
+    // or a drain, so no socket stays registered past its session.
+    let member = edge.sockets.join(s.clone());
+    let live = Arc::new(LiveSession {
+        edge: edge.clone(),
+        session: Session {
+            id: new_packet_id(),
+            name: Mutex::new(None),
+            clicks: AtomicU64::new(0),
+        },
+        inbox: Inbox::running(SESSION_QUEUE),
+        held: Mutex::new(Some((member, slot))),
+        span: tracing::info_span!("frust_session", sid = %s.id, %ip),
+    });
     for (event, kind) in [
         ("auth", Kind::Auth),
         ("click", Kind::Click),
         ("event", Kind::Event),
     ] {
-        let (tx, limiter, held) = (tx.clone(), limiter.clone(), edge.held.clone());
+        let (live, limiter, held) = (live.clone(), limiter.clone(), edge.held.clone());
         s.on(
             event,
             move |s: SocketRef, ack: AckSender, TryData::<Value>(data)| {
@@ -216,7 +224,7 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
                                 ack,
                                 _hold: hold,
                             };
-                            enqueue(&tx, Box::new(packet));
+                            live.enqueue(Box::new(packet));
                         }
                         None => {
                             let _ =
@@ -237,18 +245,23 @@ fn on_connect(edge: &Arc<FrustEdge>, s: SocketRef) {
         std::future::ready(())
     });
     {
-        let gone = gone.clone();
+        let live = live.clone();
         s.on_disconnect(move || {
-            gone.cancel();
+            live.end();
             std::future::ready(())
         });
     }
-    drop(tx);
-    // In the fan-out from now on. The session owns the membership, and it ends on a disconnect
-    // or a drain (`gone`), so no socket stays registered past its session.
-    let member = edge.sockets.join(s.clone());
-    let span = tracing::info_span!("frust_session", sid = %s.id, %ip);
-    tokio::spawn(run_session(edge.clone(), s, rx, gone, member, slot).instrument(span));
+    edge.local_sockets.fetch_add(1, Ordering::Relaxed);
+    let local = super::LocalSession {
+        name: None,
+        sid: s.id,
+        live: live.clone(),
+    };
+    edge.sessions.lock().insert(live.session.id.clone(), local);
+    metrics::gauge!("switchyard_connections", "api" => "frust").increment(1.0);
+    metrics::counter!("switchyard_connections_total", "api" => "frust", "protocol" => protocol_label(&s))
+        .increment(1);
+    live.spawn(Some(s));
 }
 
 /// Applies the rate limits to one packet: over them it is refused, and a socket that keeps
@@ -268,77 +281,91 @@ fn admitted(limiter: &ConnectionLimiter, s: SocketRef, ack: AckSender) -> Option
     }
 }
 
-fn enqueue(tx: &mpsc::Sender<Queued>, packet: Queued) {
-    if let Err(e) = tx.try_send(packet) {
-        metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "flood")
-            .increment(1);
-        let refused = Ack::refused("too many packets in flight; slow down");
-        let _ = e.into_inner().ack.send(&refused);
-    }
+/// One socket's session: its state, its inbox, and what it holds until it ends.
+pub struct LiveSession {
+    edge: Arc<FrustEdge>,
+    session: Session,
+    inbox: Inbox<Queued>,
+    /// Given back when the session ends: its place in the fan-out and among the sessions.
+    held: Mutex<Option<(Member, Slot)>>,
+    span: tracing::Span,
 }
 
-async fn run_session(
-    edge: Arc<FrustEdge>,
-    s: SocketRef,
-    mut packets: mpsc::Receiver<Queued>,
-    gone: CancellationToken,
-    member: Member,
-    slot: Slot,
-) {
-    let session = Session {
-        id: new_packet_id(),
-        name: Mutex::new(None),
-        clicks: AtomicU64::new(0),
-    };
-    edge.local_sockets.fetch_add(1, Ordering::Relaxed);
-    let local = super::LocalSession {
-        name: None,
-        sid: s.id,
-    };
-    edge.sessions.lock().insert(session.id.clone(), local);
-    metrics::gauge!("switchyard_connections", "api" => "frust").increment(1.0);
-    metrics::counter!("switchyard_connections_total", "api" => "frust", "protocol" => protocol_label(&s))
-        .increment(1);
-    // The awaits around the loop are boxed: an idle session then keeps only the loop's small
-    // state alive (one per connection), not room for the largest of these futures.
-    match Box::pin(edge.current_stats()).await {
-        Ok(stats) => {
-            let _ = s.emit("stats", &stats);
+impl LiveSession {
+    /// Queues a packet, and starts the task that applies it when none runs.
+    fn enqueue(self: &Arc<Self>, packet: Queued) {
+        match self.inbox.push(packet) {
+            Ok(Pushed::SpawnTask) => self.spawn(None),
+            Ok(Pushed::Queued) => {}
+            Err(Refused::Full(packet)) => {
+                metrics::counter!("switchyard_rejects_total", "api" => "frust", "reason" => "flood")
+                    .increment(1);
+                let refused = Ack::refused("too many packets in flight; slow down");
+                let _ = packet.ack.send(&refused);
+            }
+            // The edge is draining: the client may send it again to another.
+            Err(Refused::Ended(packet)) => {
+                let _ = packet.ack.send(&Ack::from(Refusal::Unavailable));
+            }
         }
-        Err(e) => tracing::error!(error = %e, "cannot read stats for a new socket"),
-    }
-    // Holding the socket past this point would keep it alive after it disconnects.
-    drop(s);
-    Box::pin(edge.presence(&Presence::Joined {
-        session: session.id.clone(),
-        edge: edge.edge_id.clone(),
-    }))
-    .await;
-
-    loop {
-        let packet = tokio::select! {
-            biased;
-            p = packets.recv() => p,
-            // Apply what the socket sent before it left, then stop.
-            _ = gone.cancelled() => packets.try_recv().ok(),
-        };
-        let Some(packet) = packet else { break };
-        Box::pin(handle(&edge, &session, *packet)).await;
     }
 
-    drop(member);
-    drop(slot);
-    edge.local_sockets.fetch_sub(1, Ordering::Relaxed);
-    edge.sessions.lock().remove(&session.id);
-    metrics::gauge!("switchyard_connections", "api" => "frust").decrement(1.0);
-    Box::pin(async {
-        rename(&edge, &session, None).await;
-        edge.presence(&Presence::Left {
-            session: session.id.clone(),
+    /// Ends the session once the packets that arrived before are applied (a disconnect, or
+    /// the edge's drain: closing the server does not run socketioxide's disconnect handlers).
+    pub fn end(self: &Arc<Self>) {
+        if let Some(Pushed::SpawnTask) = self.inbox.end() {
+            self.spawn(None);
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, start: Option<SocketRef>) {
+        tokio::spawn(self.clone().run(start).instrument(self.span.clone()));
+    }
+
+    /// Starts the session (`start`), applies what waits, and ends the session when it is over.
+    /// The awaits are boxed: the task keeps only the loop's small state between them.
+    async fn run(self: Arc<Self>, start: Option<SocketRef>) {
+        if let Some(s) = start {
+            Box::pin(self.start(s)).await;
+        }
+        loop {
+            match self.inbox.next() {
+                Next::Apply(packet) => Box::pin(handle(&self.edge, &self.session, *packet)).await,
+                Next::End => return Box::pin(self.finish()).await,
+                Next::Stop => return,
+            }
+        }
+    }
+
+    async fn start(&self, s: SocketRef) {
+        let edge = &self.edge;
+        match edge.current_stats().await {
+            Ok(stats) => {
+                let _ = s.emit("stats", &stats);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read stats for a new socket"),
+        }
+        // Holding the socket past this point would keep it alive after it disconnects.
+        drop(s);
+        edge.presence(&Presence::Joined {
+            session: self.session.id.clone(),
+            edge: edge.edge_id.clone(),
         })
         .await;
-    })
-    .await;
+    }
+
+    async fn finish(&self) {
+        let edge = &self.edge;
+        drop(self.held.lock().take());
+        edge.local_sockets.fetch_sub(1, Ordering::Relaxed);
+        edge.sessions.lock().remove(&self.session.id);
+        metrics::gauge!("switchyard_connections", "api" => "frust").decrement(1.0);
+        rename(edge, &self.session, None).await;
+        edge.presence(&Presence::Left {
+            session: self.session.id.clone(),
+        })
+        .await;
+    }
 }
 
 async fn handle(edge: &FrustEdge, session: &Session, packet: Packet) {
