@@ -47,7 +47,11 @@ mod tests {
     fn doubles_from_the_first_delay_up_to_the_cap() {
         let b = Backoff::new(10 * MS, 2000 * MS);
         let bases: Vec<_> = (1..=10).map(|a| b.base(a)).collect();
-        let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect::<Vec<_>>();
+        let ms = |v: &[u64]| {
+            v.iter()
+                .map(|&m| Duration::from_millis(m))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             bases,
             ms(&[10, 20, 40, 80, 160, 320, 640, 1280, 2000, 2000])

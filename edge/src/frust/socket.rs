@@ -305,7 +305,9 @@ impl LiveSession {
             }
             // The edge is draining: the client may send it again to another.
             Err(Refused::Ended(packet)) => {
-                let _ = packet.ack.send(&Ack::from(Refusal::Unavailable));
+                let _ = packet
+                    .ack
+                    .send(&Ack::from(Refusal::NotAccepted(NotAccepted::Unavailable)));
             }
         }
     }
