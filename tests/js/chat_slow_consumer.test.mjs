@@ -12,8 +12,8 @@ test('a client that stops reading is dropped as a slow consumer; others receive 
   const server = await startChatServer({
     name: 'slow-consumer',
     env: {
-      // Room for a reader that keeps up to fall a little behind in a burst (Node reads on one
-      // thread); the sleeper, which reads nothing, overruns it many times over.
+      // Room for a reader that keeps up to fall a little behind (Node reads on one thread);
+      // the sleeper, which reads nothing, overruns it many times over.
       SWITCHYARD_CHAT_SEND_QUEUE: '256',
       // The sender here is a load source, not a flood under test.
       SWITCHYARD_RATE_CONN: '100000',
@@ -34,9 +34,16 @@ test('a client that stops reading is dropped as a slow consumer; others receive 
     slow.ws._socket.pause(); // stops reading: the kernel buffers fill, then the server's queue
 
     const TOTAL = 3000;
+    // Sent in steps the reader has received before the next: a reader that keeps up stays well
+    // inside its queue however busy the machine is, while the sleeper, which reads nothing, is
+    // sent all 3,000 (~12 MB, more than its socket buffers and its queue hold).
+    const STEP = 64;
     const body = 'x'.repeat(3_900); // near the 4000-character cap: fills socket buffers fast
-    for (let i = 0; i < TOTAL; i++) {
-      tx.send({ type: 'message-send', payload: { room_id: room.room_id, message: `${i}:${body}` } });
+    for (let sent = 0; sent < TOTAL; sent += STEP) {
+      for (let i = sent; i < Math.min(sent + STEP, TOTAL); i++) {
+        tx.send({ type: 'message-send', payload: { room_id: room.room_id, message: `${i}:${body}` } });
+      }
+      await rx.waitForCount('message-receive', () => true, Math.min(sent + STEP, TOTAL), 30_000);
     }
     const got = await rx.waitForCount('message-receive', () => true, TOTAL, 30_000);
     assert.deepEqual(got.map((m) => Number(m.message.split(':')[0])), Array.from({ length: TOTAL }, (_, i) => i), 'every message, in order');
