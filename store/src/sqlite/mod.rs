@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags};
 use switchyard_schema::chat::{ChatMessage, HistoryQuery, Room};
 use switchyard_schema::frust::{Click, Event, UserRow};
+use tokio::sync::Semaphore;
 
 use crate::{
     CounterUpdate, HourCount, ImportedCounters, ImportedCounts, Page, Placement, Store, StoreError,
@@ -21,10 +22,15 @@ use writer::{WriteOp, Writer};
 
 const SCHEMA: &str = include_str!("../../../schema/sql/sqlite.sql");
 const READ_CONNECTIONS: usize = 4;
+/// Page cache per read connection, in KiB (SQLite's default is 2,000).
+const READER_CACHE_KIB: i64 = 256;
 
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// One permit per read connection: a burst of reads waits for one rather than opening
+    /// more (each kept connection holds its schema and page cache for good).
+    read_permits: Arc<Semaphore>,
     path: String,
 }
 
@@ -86,6 +92,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             readers: Arc::new(Mutex::new(readers)),
+            read_permits: Arc::new(Semaphore::new(READ_CONNECTIONS)),
             path: path.to_owned(),
         })
     }
@@ -149,6 +156,10 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Each reader's page cache is private, so the four would hold four copies of the same
+        // hot pages (2 MiB each by default); the OS page cache keeps the file anyway. The reads
+        // are index lookups touching a few pages each.
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
         Ok(conn)
     }
 
@@ -158,9 +169,17 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        let permit = self
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let readers = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            // Empty only if a read panicked and lost its connection: open its replacement.
             let conn = match readers.lock().pop() {
                 Some(c) => c,
                 None => Self::read_connection(&path)?,
@@ -449,4 +468,35 @@ fn user_rows(c: &Connection, table: &str) -> rusqlite::Result<Vec<UserRow>> {
         })
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burst of slow reads shares the fixed pool: before the bound, every read that found
+    /// the pool empty opened a connection and kept it, one per blocking thread (up to 512).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_reads_opens_no_connection_beyond_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let store = Arc::new(SqliteStore::open(path.to_str().unwrap()).unwrap());
+        let reads: Vec<_> = (0..32)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .read(|c| {
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for read in reads {
+            assert_eq!(read.await.unwrap().unwrap(), 1);
+        }
+        assert_eq!(store.readers.lock().len(), READ_CONNECTIONS);
+    }
 }
