@@ -98,191 +98,202 @@ struct Sending {
 /// no room for the handler's (large) state.
 type Handling<'a> = Pin<Box<dyn Future<Output = Result<(), Rejection>> + Send + 'a>>;
 
-pub async fn run(
+/// A plain `fn` returning the connection's future: an `async fn` would keep its arguments twice
+/// (as captured and as locals), and the websocket and rate limiter are most of an idle
+/// connection's task.
+pub fn run(
     chat: Arc<ChatEdge>,
     identity: Identity,
     limiter: ConnectionLimiter,
     mut socket: WebSocket,
-) {
-    let user = identity.user;
-    let connection = new_packet_id();
-    let outbox = Arc::new(Outbox::new(chat.config.send_queue));
-    chat.registry.add(&user, &connection, outbox.clone());
-    metrics::gauge!("switchyard_connections", "api" => "chat").increment(1.0);
-    // Listen on the user's rooms before reading packets (their own messages come back that way).
-    // The rare awaits are boxed: the task's future is only as large as its idle loop.
-    Box::pin(chat.subscriptions.refresh_rooms_of(&chat, &user)).await;
-    Box::pin(publish_presence(
-        &chat,
-        ChatPresence::Connected {
-            user: user.clone(),
-            connection: connection.clone(),
-            edge: chat.edge_id.clone(),
-        },
-    ))
-    .await;
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let connection = new_packet_id();
+        let outbox = Arc::new(Outbox::new(chat.config.send_queue));
+        let user = &identity.user;
+        chat.registry.add(user, &connection, outbox.clone());
+        metrics::gauge!("switchyard_connections", "api" => "chat").increment(1.0);
+        // Listen on the user's rooms before reading packets (their own messages come back that
+        // way). The rare awaits are boxed: the task's future is only as large as its idle loop.
+        Box::pin(chat.subscriptions.refresh_rooms_of(&chat, user)).await;
+        Box::pin(publish_presence(
+            &chat,
+            ChatPresence::Connected {
+                user: user.clone(),
+                connection: connection.clone(),
+                edge: chat.edge_id.clone(),
+            },
+        ))
+        .await;
 
-    let ending = serve(
-        &chat,
-        &user,
-        &limiter,
-        &outbox,
-        &mut socket,
-        expiry(identity.expires_at),
-    )
-    .await;
+        let ending = serve(
+            &chat,
+            user,
+            &limiter,
+            &outbox,
+            &mut socket,
+            expiry(identity.expires_at),
+        )
+        .await;
 
-    chat.registry.remove(&user, &connection);
-    if !chat.registry.has_user(&user) {
-        let (chat, user) = (chat.clone(), user.clone());
-        tokio::spawn(async move { chat.subscriptions.refresh_rooms_of(&chat, &user).await });
+        chat.registry.remove(user, &connection);
+        if !chat.registry.has_user(user) {
+            let (chat, user) = (chat.clone(), user.clone());
+            tokio::spawn(async move { chat.subscriptions.refresh_rooms_of(&chat, &user).await });
+        }
+        Box::pin(finish(&mut socket, &outbox, ending)).await;
+        outbox.close();
+        metrics::gauge!("switchyard_connections", "api" => "chat").decrement(1.0);
+        Box::pin(publish_presence(
+            &chat,
+            ChatPresence::Disconnected {
+                user: identity.user.clone(),
+                connection,
+            },
+        ))
+        .await;
     }
-    Box::pin(finish(&mut socket, &outbox, ending)).await;
-    outbox.close();
-    metrics::gauge!("switchyard_connections", "api" => "chat").decrement(1.0);
-    Box::pin(publish_presence(
-        &chat,
-        ChatPresence::Disconnected { user, connection },
-    ))
-    .await;
 }
 
 /// The connection's life: frames in, queued packets and pings out, the idle and token clocks.
-async fn serve(
-    chat: &ChatEdge,
-    user: &str,
-    limiter: &ConnectionLimiter,
-    outbox: &Outbox,
-    socket: &mut WebSocket,
+/// A plain `fn` for the same reason as `run`.
+fn serve<'a>(
+    chat: &'a ChatEdge,
+    user: &'a str,
+    limiter: &'a ConnectionLimiter,
+    outbox: &'a Outbox,
+    socket: &'a mut WebSocket,
     expires: tokio::time::Instant,
-) -> Ending {
-    let mut abuse = AbuseMeter {
-        window_start: Instant::now(),
-        errors: 0,
-    };
-    let (ping_every, idle_timeout) = (chat.config.ping_interval, chat.config.idle_timeout);
-    let now = tokio::time::Instant::now();
-    // One timer for three deadlines; the idle one moves with every frame without touching it
-    // (when it fires early it is set again).
-    let mut next_ping = now + ping_every;
-    let mut idle_at = now + idle_timeout;
-    let timer = tokio::time::sleep_until(next_ping.min(idle_at).min(expires));
-    tokio::pin!(timer);
-    let mut sending = Sending::default();
-    let mut ping_due = false;
-    let mut handling: Option<Handling<'_>> = None;
-    loop {
-        let read = handling.is_none();
-        let io = tokio::select! {
-            biased;
-            _ = &mut timer => {
-                let now = tokio::time::Instant::now();
-                if now >= expires {
-                    metrics::counter!("switchyard_chat_closes_total", "reason" => "token_expired")
-                        .increment(1);
-                    tracing::debug!("closing a chat connection: its token expired");
-                    return Ending::Close(close::TOKEN_EXPIRED);
-                }
-                if now >= idle_at {
-                    metrics::counter!("switchyard_chat_closes_total", "reason" => "idle").increment(1);
-                    if let Some(suppressed) = crate::refusals::due("chat", "idle") {
-                        tracing::info!(
-                            ip = %limiter.ip(),
-                            idle_ms = idle_timeout.as_millis() as u64,
-                            suppressed,
-                            "closing a silent chat connection (no frame or pong within the idle timeout)"
-                        );
+) -> impl Future<Output = Ending> + Send + 'a {
+    async move {
+        let mut abuse = AbuseMeter {
+            window_start: Instant::now(),
+            errors: 0,
+        };
+        let (ping_every, idle_timeout) = (chat.config.ping_interval, chat.config.idle_timeout);
+        let now = tokio::time::Instant::now();
+        // One timer for three deadlines; the idle one moves with every frame without touching it
+        // (when it fires early it is set again).
+        let mut next_ping = now + ping_every;
+        let mut idle_at = now + idle_timeout;
+        let timer = tokio::time::sleep_until(next_ping.min(idle_at).min(expires));
+        tokio::pin!(timer);
+        let mut sending = Sending::default();
+        let mut ping_due = false;
+        let mut handling: Option<Handling<'a>> = None;
+        loop {
+            let read = handling.is_none();
+            let io = tokio::select! {
+                biased;
+                _ = &mut timer => {
+                    let now = tokio::time::Instant::now();
+                    if now >= expires {
+                        metrics::counter!("switchyard_chat_closes_total", "reason" => "token_expired")
+                            .increment(1);
+                        tracing::debug!("closing a chat connection: its token expired");
+                        return Ending::Close(close::TOKEN_EXPIRED);
                     }
-                    return Ending::Close(close::IDLE);
+                    if now >= idle_at {
+                        metrics::counter!("switchyard_chat_closes_total", "reason" => "idle").increment(1);
+                        if let Some(suppressed) = crate::refusals::due("chat", "idle") {
+                            tracing::info!(
+                                ip = %limiter.ip(),
+                                idle_ms = idle_timeout.as_millis() as u64,
+                                suppressed,
+                                "closing a silent chat connection (no frame or pong within the idle timeout)"
+                            );
+                        }
+                        return Ending::Close(close::IDLE);
+                    }
+                    if now >= next_ping {
+                        ping_due = true;
+                        next_ping = now + ping_every;
+                    }
+                    timer.as_mut().reset(next_ping.min(idle_at).min(expires));
+                    continue;
                 }
-                if now >= next_ping {
-                    ping_due = true;
-                    next_ping = now + ping_every;
+                result = std::future::poll_fn(|cx| match handling.as_mut() {
+                    Some(h) => h.as_mut().poll(cx),
+                    None => Poll::Pending,
+                }), if !read => {
+                    handling = None;
+                    if let Err(r) = result {
+                        if reject(outbox, &r, &mut abuse) {
+                            return Ending::Close(close::POLICY);
+                        }
+                    }
+                    continue;
                 }
-                timer.as_mut().reset(next_ping.min(idle_at).min(expires));
-                continue;
+                io = std::future::poll_fn(|cx| {
+                    drive(cx, socket, outbox, &mut sending, &mut ping_due, read)
+                }) => io,
+            };
+            let msg = match io {
+                Io::Frame(msg) => msg,
+                Io::Kicked(code) => return Ending::Kicked(code),
+                Io::SendFailed => return Ending::Gone,
+            };
+            // Anything from the client, a pong included, shows it is still there.
+            idle_at = tokio::time::Instant::now() + idle_timeout;
+            // Every frame but a close counts against the connection's rate: control frames too (a
+            // ping costs the server a pong).
+            let is_data = matches!(msg, Some(Ok(Message::Text(_) | Message::Binary(_))));
+            let is_control = matches!(msg, Some(Ok(Message::Ping(_) | Message::Pong(_))));
+            match if is_data || is_control {
+                limiter.check("chat")
+            } else {
+                Verdict::Allow
+            } {
+                Verdict::Allow => {}
+                // An over-limit control frame gets no answer of ours: that would feed the flood.
+                Verdict::Limit if is_control => continue,
+                Verdict::Limit => {
+                    let r = Rejection::new(ErrorCode::RateLimited, "rate limited; slow down");
+                    let _ = outbox.try_send(ServerPacket::error(&r).to_json().into());
+                    continue;
+                }
+                Verdict::Disconnect => {
+                    if let Some(suppressed) = crate::refusals::due("chat", "flood") {
+                        tracing::info!(ip = %limiter.ip(), suppressed, "closing a flooding chat connection");
+                    }
+                    return Ending::Close(close::POLICY);
+                }
             }
-            result = std::future::poll_fn(|cx| match handling.as_mut() {
-                Some(h) => h.as_mut().poll(cx),
-                None => Poll::Pending,
-            }), if !read => {
-                handling = None;
-                if let Err(r) = result {
+            let text = match msg {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Binary(_))) => {
+                    let r = Rejection::new(ErrorCode::InvalidJson, "packets are JSON text frames");
                     if reject(outbox, &r, &mut abuse) {
                         return Ending::Close(close::POLICY);
                     }
+                    continue;
                 }
-                continue;
-            }
-            io = std::future::poll_fn(|cx| {
-                drive(cx, socket, outbox, &mut sending, &mut ping_due, read)
-            }) => io,
-        };
-        let msg = match io {
-            Io::Frame(msg) => msg,
-            Io::Kicked(code) => return Ending::Kicked(code),
-            Io::SendFailed => return Ending::Gone,
-        };
-        // Anything from the client, a pong included, shows it is still there.
-        idle_at = tokio::time::Instant::now() + idle_timeout;
-        // Every frame but a close counts against the connection's rate: control frames too (a
-        // ping costs the server a pong).
-        let is_data = matches!(msg, Some(Ok(Message::Text(_) | Message::Binary(_))));
-        let is_control = matches!(msg, Some(Ok(Message::Ping(_) | Message::Pong(_))));
-        match if is_data || is_control {
-            limiter.check("chat")
-        } else {
-            Verdict::Allow
-        } {
-            Verdict::Allow => {}
-            // An over-limit control frame gets no answer of ours: that would feed the flood.
-            Verdict::Limit if is_control => continue,
-            Verdict::Limit => {
-                let r = Rejection::new(ErrorCode::RateLimited, "rate limited; slow down");
-                let _ = outbox.try_send(ServerPacket::error(&r).to_json().into());
-                continue;
-            }
-            Verdict::Disconnect => {
-                if let Some(suppressed) = crate::refusals::due("chat", "flood") {
-                    tracing::info!(ip = %limiter.ip(), suppressed, "closing a flooding chat connection");
+                Some(Err(e)) if is_too_big(&e) => {
+                    metrics::counter!("switchyard_rejects_total", "api" => "chat", "reason" => "frame_too_large")
+                        .increment(1);
+                    if let Some(suppressed) = crate::refusals::due("chat", "frame_cap") {
+                        tracing::info!(ip = %limiter.ip(), error = %e, suppressed, "closing a chat connection: frame over the size cap");
+                    }
+                    return Ending::Close(close::TOO_BIG);
                 }
-                return Ending::Close(close::POLICY);
-            }
-        }
-        let text = match msg {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Binary(_))) => {
-                let r = Rejection::new(ErrorCode::InvalidJson, "packets are JSON text frames");
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ending::Gone,
+                Some(Ok(_)) => continue, // pings are answered by the websocket layer
+            };
+            if text.len() > chat.config.max_frame {
+                let r = Rejection::new(
+                    ErrorCode::FrameTooLarge,
+                    format!("packets are limited to {} bytes", chat.config.max_frame),
+                );
                 if reject(outbox, &r, &mut abuse) {
                     return Ending::Close(close::POLICY);
                 }
                 continue;
             }
-            Some(Err(e)) if is_too_big(&e) => {
-                metrics::counter!("switchyard_rejects_total", "api" => "chat", "reason" => "frame_too_large")
-                    .increment(1);
-                if let Some(suppressed) = crate::refusals::due("chat", "frame_cap") {
-                    tracing::info!(ip = %limiter.ip(), error = %e, suppressed, "closing a chat connection: frame over the size cap");
-                }
-                return Ending::Close(close::TOO_BIG);
-            }
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ending::Gone,
-            Some(Ok(_)) => continue, // pings are answered by the websocket layer
-        };
-        if text.len() > chat.config.max_frame {
-            let r = Rejection::new(
-                ErrorCode::FrameTooLarge,
-                format!("packets are limited to {} bytes", chat.config.max_frame),
-            );
-            if reject(outbox, &r, &mut abuse) {
-                return Ending::Close(close::POLICY);
-            }
-            continue;
+            // Handled while the queue and the pings go on; the next frame is read once it is done.
+            handling = Some(Box::pin(async move {
+                packets::handle(chat, user, outbox, text.as_str()).await
+            }));
         }
-        // Handled while the queue and the pings go on; the next frame is read once it is done.
-        handling = Some(Box::pin(async move {
-            packets::handle(chat, user, outbox, text.as_str()).await
-        }));
     }
 }
 
