@@ -101,6 +101,10 @@ type Handling<'a> = Pin<Box<dyn Future<Output = Result<(), Rejection>> + Send + 
 /// A plain `fn` returning the connection's future: an `async fn` would keep its arguments twice
 /// (as captured and as locals), and the websocket and rate limiter are most of an idle
 /// connection's task.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice"
+)]
 pub fn run(
     chat: Arc<ChatEdge>,
     identity: Identity,
@@ -157,6 +161,10 @@ pub fn run(
 
 /// The connection's life: frames in, queued packets and pings out, the idle and token clocks.
 /// A plain `fn` for the same reason as `run`.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice"
+)]
 fn serve<'a>(
     chat: &'a ChatEdge,
     user: &'a str,
