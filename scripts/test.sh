@@ -65,6 +65,11 @@ cargo build --release --locked
 echo "== cargo test --release"
 cargo test --release --locked --workspace
 
+# The JS cluster tests plan their NATS clusters with the testkit's nats-cluster (not built above:
+# `cargo build` builds the root package only).
+echo "== cargo build --release -p switchyard-testkit --bin nats-cluster"
+cargo build --release --locked -p switchyard-testkit --bin nats-cluster
+
 echo "== end-to-end (node --test)"
 export SWITCHYARD_BIN="$PWD/target/release/switchyard"
 node --test --test-concurrency=1 tests/js/
