@@ -12,6 +12,7 @@ import http from 'node:http';
 import { execFile } from 'node:child_process';
 import WebSocket from 'ws';
 import { startServer, BIN } from './server.mjs';
+import { Recorder, show } from './recorder.mjs';
 
 /** Default wait for something that must arrive (generous; never a speed assertion). */
 export const WAIT_MS = 5000;
@@ -23,10 +24,7 @@ export const SECRET = `e2e-chat-secret-${rnd()}`;
 export const ADMIN_TOKEN = `e2e-admin-${rnd()}`;
 
 const any = () => true;
-export const show = (v) => {
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 400 ? `${s.slice(0, 400)}…` : s;
-};
+export { show };
 
 let uniq = 0;
 /** A unique user id, so tests sharing a server never see each other's notifications. */
@@ -113,21 +111,18 @@ let counter = 0;
  * {type, payload, seq, at, raw}; frames that are not JSON objects are recorded with type
  * '<not-json>' (a server bug, asserted against by `assertAllJson`).
  */
-export class ChatConn {
+export class ChatConn extends Recorder {
   constructor(ws, { label, user } = {}) {
+    super(label ?? `${user ?? 'chat'}#${++counter}`, { key: 'type', waitMs: WAIT_MS, quietMs: QUIET_MS });
     this.ws = ws;
     this.user = user;
-    this.label = label ?? `${user ?? 'chat'}#${++counter}`;
-    this.seq = 0;
-    this.log = [];
     this.closed = null; // {code, reason} once closed
-    this.waiters = new Set();
     ws.on('message', (data, isBinary) => this.#record(data, isBinary));
     ws.on('error', (err) => { this.lastError = err; });
     ws.on('close', (code, reason) => {
       this.closed = { code, reason: String(reason ?? '') };
       open.delete(this);
-      for (const w of [...this.waiters]) w.onClose?.(this.closed);
+      this.end(this.closed);
     });
   }
 
@@ -146,23 +141,11 @@ export class ChatConn {
     } else {
       type = '<binary>';
     }
-    const entry = { type, payload, seq: this.seq++, at: Date.now(), raw };
-    this.log.push(entry);
-    for (const w of [...this.waiters]) w.onEntry(entry);
+    this.record(type, payload, { raw });
   }
 
   get isOpen() {
     return this.ws.readyState === WebSocket.OPEN;
-  }
-
-  /** A position in the log; pass as `from` to consider only what arrives afterwards. */
-  mark() {
-    return this.seq;
-  }
-
-  /** Payloads of `type` matching `predicate`, received at or after `from`. */
-  all(type, predicate = any, { from = 0 } = {}) {
-    return this.log.filter((e) => e.type === type && e.seq >= from && safe(predicate, e.payload)).map((e) => e.payload);
   }
 
   /** What this connection got, for error messages. */
@@ -181,71 +164,6 @@ export class ChatConn {
   sendRaw(text) {
     if (!this.isOpen) throw new Error(`${this.label}: send on a connection that is not open (${show(this.closed)})`);
     this.ws.send(text);
-  }
-
-  /**
-   * Resolves with the first payload of `type` matching `predicate` received at or after `from`
-   * (default 0: everything so far); rejects after `ms`, or when the connection closes first.
-   */
-  waitFor(type, predicate = any, ms = WAIT_MS, { from = 0 } = {}) {
-    return this.waitForCount(type, predicate, 1, ms, { from }).then((list) => list[0]);
-  }
-
-  /** Resolves with the first `count` payloads of `type` matching `predicate`. */
-  waitForCount(type, predicate = any, count = 1, ms = WAIT_MS, { from = 0 } = {}) {
-    const found = this.all(type, predicate, { from });
-    if (found.length >= count) return Promise.resolve(found.slice(0, count));
-    const what = () => `'${type}'${count > 1 ? ` ×${count}` : ''} matching ${
-      predicate.name || predicate.toString().slice(0, 200)} (got ${found.length})`;
-    if (this.closed) {
-      return Promise.reject(new Error(`${this.label}: closed (${show(this.closed)}) while waiting for ${what()}\n${this.describe(type)}`));
-    }
-    return new Promise((resolve, reject) => {
-      const finish = (fn) => {
-        clearTimeout(timer);
-        this.waiters.delete(waiter);
-        fn();
-      };
-      const waiter = {
-        onEntry: (entry) => {
-          if (entry.type !== type || entry.seq < from || !safe(predicate, entry.payload)) return;
-          found.push(entry.payload);
-          if (found.length >= count) finish(() => resolve(found.slice(0, count)));
-        },
-        onClose: (c) => finish(() => reject(new Error(
-          `${this.label}: closed by ${show(c)} while waiting for ${what()}\n${this.describe(type)}`))),
-      };
-      const timer = setTimeout(() => finish(() => reject(new Error(
-        `${this.label}: timed out after ${ms} ms waiting for ${what()}\n${this.describe(type)}`))), ms);
-      this.waiters.add(waiter);
-    });
-  }
-
-  /**
-   * Resolves after `ms` if no packet of `type` matching `predicate` arrived at or after `from`
-   * (default: now); rejects as soon as one does (or if one is already there).
-   */
-  expectNone(type, predicate = any, ms = QUIET_MS, { from = this.seq } = {}) {
-    const already = this.all(type, predicate, { from });
-    if (already.length) {
-      return Promise.reject(new Error(`${this.label}: unexpected '${type}' ${show(already[0])}\n${this.describe(type)}`));
-    }
-    return new Promise((resolve, reject) => {
-      const finish = (fn) => {
-        clearTimeout(timer);
-        this.waiters.delete(waiter);
-        fn();
-      };
-      const waiter = {
-        onEntry: (entry) => {
-          if (entry.type === type && entry.seq >= from && safe(predicate, entry.payload)) {
-            finish(() => reject(new Error(`${this.label}: unexpected '${type}' ${show(entry.payload)}\n${this.describe(type)}`)));
-          }
-        },
-      };
-      const timer = setTimeout(() => finish(resolve), ms);
-      this.waiters.add(waiter);
-    });
   }
 
   /**
@@ -290,17 +208,7 @@ export class ChatConn {
 
   /** Resolves with {code, reason} once the connection is closed (by either side). */
   waitClosed(ms = WAIT_MS) {
-    if (this.closed) return Promise.resolve(this.closed);
-    return new Promise((resolve, reject) => {
-      const finish = (fn) => {
-        clearTimeout(timer);
-        this.waiters.delete(waiter);
-        fn();
-      };
-      const waiter = { onEntry: () => {}, onClose: (c) => finish(() => resolve(c)) };
-      const timer = setTimeout(() => finish(() => reject(new Error(`${this.label}: still open after ${ms} ms`))), ms);
-      this.waiters.add(waiter);
-    });
+    return this.waitEnded(ms);
   }
 
   /** Closes (normal closure) and resolves once closed; terminates if the close handshake stalls. */
@@ -318,13 +226,6 @@ export class ChatConn {
   }
 }
 
-function safe(predicate, payload) {
-  try {
-    return Boolean(predicate(payload));
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Opens a raw websocket to `/chat`. `token` goes into `?token=` (via 'query', default) or the

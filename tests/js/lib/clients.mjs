@@ -3,6 +3,7 @@
 
 import io2 from 'sio2';
 import { io as io4 } from 'sio4';
+import { Recorder, show } from './recorder.mjs';
 
 export const SOCKET_PATH = '/api/socket.io';
 /** Server → client events every wrapper records. */
@@ -18,36 +19,20 @@ export const VARIANTS = [
 const open = new Set();
 let counter = 0;
 
-const any = () => true;
-const show = (v) => {
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 300 ? `${s.slice(0, 300)}…` : s;
-};
-
-export class Client {
+export class Client extends Recorder {
   constructor(socket, label) {
+    super(label, { key: 'event', waitMs: 5000, quietMs: 500 });
     this.socket = socket;
-    this.label = label;
-    this.seq = 0;
-    /** Every recorded event in arrival order: {event, payload, seq, at}. */
-    this.log = [];
     this.received = Object.fromEntries(RECORDED.map((e) => [e, []]));
     this.disconnects = [];
-    this.waiters = new Set();
     for (const event of RECORDED) {
-      socket.on(event, (payload) => this.#record(event, payload));
+      socket.on(event, (payload) => {
+        this.received[event].push(payload);
+        this.record(event, payload);
+      });
     }
-    socket.on('disconnect', (reason) => {
-      this.disconnects.push(reason);
-      for (const w of this.waiters) w.onDisconnect?.(reason);
-    });
-  }
-
-  #record(event, payload) {
-    const entry = { event, payload, seq: this.seq++, at: Date.now() };
-    this.log.push(entry);
-    this.received[event].push(payload);
-    for (const w of [...this.waiters]) w.onEntry(entry);
+    // A disconnect ends no wait: reconnection is off, so what did not arrive times out.
+    socket.on('disconnect', (reason) => this.disconnects.push(reason));
   }
 
   get connected() {
@@ -57,16 +42,6 @@ export class Client {
   /** The engine's current transport name: 'polling' or 'websocket'. */
   get transport() {
     return this.socket.io?.engine?.transport?.name;
-  }
-
-  /** A position in the log; pass as `from` to consider only what arrives afterwards. */
-  mark() {
-    return this.seq;
-  }
-
-  /** Payloads of `event` (matching `predicate`) received at or after `from`. */
-  all(event, predicate = any, { from = 0 } = {}) {
-    return this.log.filter((e) => e.event === event && e.seq >= from && predicate(e.payload)).map((e) => e.payload);
   }
 
   latest(event) {
@@ -85,84 +60,6 @@ export class Client {
     return `${this.label} received ${entries.length} ${event ?? 'events'}${
       entries.length > 25 ? ' (last 25)' : ''}${shown.length ? `:\n${shown.join('\n')}` : ''}${
       this.disconnects.length ? `\n  disconnects: ${show(this.disconnects)}` : ''}`;
-  }
-
-  /**
-   * Resolves with the first payload of `event` matching `predicate` (from `from` on, default:
-   * everything received so far); rejects after `timeoutMs` saying what was received.
-   */
-  waitFor(event, predicate = any, timeoutMs = 5000, { from = 0 } = {}) {
-    return this.waitForCount(event, predicate, 1, timeoutMs, { from }).then((list) => list[0]);
-  }
-
-  /** Resolves with the first `count` payloads of `event` matching `predicate`. */
-  waitForCount(event, predicate = any, count, timeoutMs = 5000, { from = 0 } = {}) {
-    const found = this.all(event, predicate, { from });
-    if (found.length >= count) return Promise.resolve(found.slice(0, count));
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        onEntry: (entry) => {
-          if (entry.event !== event || entry.seq < from) return;
-          let ok;
-          try {
-            ok = predicate(entry.payload);
-          } catch {
-            ok = false;
-          }
-          if (!ok) return;
-          found.push(entry.payload);
-          if (found.length >= count) finish(() => resolve(found.slice(0, count)));
-        },
-      };
-      const timer = setTimeout(() => {
-        finish(() =>
-          reject(new Error(
-            `${this.label}: timed out after ${timeoutMs} ms waiting for ${count > 1 ? `${count}× ` : ''}` +
-              `'${event}' matching ${predicate.name || predicate.toString().slice(0, 200)} ` +
-              `(got ${found.length})\n${this.describe(event)}`,
-          )));
-      }, timeoutMs);
-      const finish = (fn) => {
-        clearTimeout(timer);
-        this.waiters.delete(waiter);
-        fn();
-      };
-      this.waiters.add(waiter);
-    });
-  }
-
-  /**
-   * Resolves after `ms` if no `event` matching `predicate` arrived at or after `from` (default:
-   * now); rejects as soon as one does (or if one is already there).
-   */
-  expectNone(event, predicate = any, ms = 500, { from = this.seq } = {}) {
-    const already = this.all(event, predicate, { from });
-    if (already.length) {
-      return Promise.reject(new Error(`${this.label}: unexpected '${event}' ${show(already[0])}\n${this.describe(event)}`));
-    }
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        onEntry: (entry) => {
-          if (entry.event !== event || entry.seq < from) return;
-          let hit;
-          try {
-            hit = predicate(entry.payload);
-          } catch {
-            hit = false;
-          }
-          if (hit) {
-            finish(() => reject(new Error(`${this.label}: unexpected '${event}' ${show(entry.payload)}\n${this.describe(event)}`)));
-          }
-        },
-      };
-      const timer = setTimeout(() => finish(resolve), ms);
-      const finish = (fn) => {
-        clearTimeout(timer);
-        this.waiters.delete(waiter);
-        fn();
-      };
-      this.waiters.add(waiter);
-    });
   }
 
   /** Resolves once the latest `status` has `user_count === n`. */
@@ -184,7 +81,6 @@ export class Client {
 
   close() {
     open.delete(this);
-    for (const w of this.waiters) w.onDisconnect?.('closed');
     try {
       this.socket.close();
     } catch { /* already closed */ }
