@@ -257,3 +257,41 @@ pub fn wait_ready(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_routes_every_node_to_the_others_on_distinct_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan_cluster(3, dir.path(), "t").unwrap();
+        let mut ports: Vec<u16> = plan
+            .nodes
+            .iter()
+            .flat_map(|n| [n.port, n.cluster_port, n.monitor_port])
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 9);
+        for node in &plan.nodes {
+            assert!(node.dir.is_dir());
+            let argv = node.argv.join(" ");
+            let own = format!("--cluster nats://127.0.0.1:{}", node.cluster_port);
+            assert!(argv.contains(&own), "{argv}");
+            assert!(argv.contains(&format!("-n {} --cluster_name sy", node.server_name)));
+            let routes = node.argv.last().unwrap();
+            for other in plan.nodes.iter().filter(|o| o.index != node.index) {
+                assert!(
+                    routes.contains(&format!(":{}", other.cluster_port)),
+                    "{routes}"
+                );
+            }
+            assert!(!routes.contains(&format!(":{}", node.cluster_port)));
+        }
+        let json = plan.to_json();
+        assert_eq!(json["urls"], plan.urls());
+        assert_eq!(json["nodes"][2]["serverName"], "n3");
+        assert_eq!(json["nodes"][0]["argv"][0], json["natsServer"]);
+    }
+}
