@@ -261,7 +261,12 @@ pub fn start_cluster() -> Vec<Server> {
         if let Err(e) = ready {
             let log = std::fs::read_to_string(dir.path().join(format!("{}.log", node.server_name)))
                 .unwrap_or_default();
-            panic!("nats-server {}: {e}\n{log}", node.server_name);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            panic!(
+                "nats-server {}: {e}; the end of its log:\n{tail}",
+                node.server_name
+            );
         }
     }
     servers

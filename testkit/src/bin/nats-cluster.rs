@@ -7,8 +7,9 @@
 //!       URLs and argv); makes the store dirs, starts nothing
 //!   nats-cluster run [--nodes 3] [--dir D] [--name LABEL] [--timeout-ms 30000]
 //!       starts the nodes (output in D/<serverName>.log), waits until every one is ready,
-//!       prints the plan JSON on one line, and stays in the foreground; SIGTERM/SIGINT/SIGHUP
-//!       (or its own death: the nodes get SIGKILL with it) stops them. Exits 1 if a node dies.
+//!       prints the plan JSON on one line (with the nodes' `pids`), and stays in the
+//!       foreground; SIGTERM/SIGINT/SIGHUP (or its own death: the nodes get SIGKILL with it)
+//!       stops them. Exits 1 if a node dies.
 //!   nats-cluster wait-ready --monitor http://127.0.0.1:M [--peers n2,n3] [--timeout-ms 30000]
 //!       waits until that node is healthy, routed to every peer, and JetStream has a meta
 //!       leader; exits 1 saying what is missing if not in time
