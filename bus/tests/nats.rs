@@ -400,7 +400,8 @@ async fn cluster_keeps_every_acked_publish_through_node_loss() {
         .iter()
         .position(|s| s.has_connection(NAME))
         .expect("the bus is connected somewhere");
-    move_leader(&cluster[victim].url(), "IN", &format!("n{victim}")).await;
+    let victim_name = cluster[victim].server_name().unwrap().to_owned();
+    move_leader(&cluster[victim].url(), "IN", &victim_name).await;
 
     let started = Instant::now();
     let (mut ok, mut live_ok) = (Vec::new(), HashSet::new());

@@ -120,6 +120,8 @@ pub struct Server {
     child: Child,
     port: u16,
     monitor: u16,
+    /// A cluster node's server name (`-n`).
+    server_name: Option<String>,
     /// The store (and log) directory, shared by the nodes of a cluster.
     _dir: Option<Arc<TempDir>>,
 }
@@ -148,6 +150,7 @@ impl Server {
             child,
             port,
             monitor,
+            server_name: None,
             _dir: Some(Arc::new(dir)),
         };
         let deadline = Instant::now() + WAIT;
@@ -196,6 +199,7 @@ impl Server {
             child: command.spawn()?,
             port: node.port,
             monitor: node.monitor_port,
+            server_name: Some(node.server_name.clone()),
             _dir: None,
         })
     }
@@ -206,6 +210,11 @@ impl Server {
 
     pub fn monitor_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.monitor)
+    }
+
+    /// The server name of a cluster node (`n1`, `n2`, …: what JetStream names leaders by).
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
     }
 
     pub fn pid(&self) -> u32 {
