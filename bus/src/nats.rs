@@ -57,6 +57,10 @@ const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 /// Pull requests: a short expiry and heartbeat notice a dead server in seconds.
 const PULL_EXPIRES: Duration = Duration::from_secs(10);
 const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a replay waits for its next message before it asks the stream whether one is
+/// there. The ordered consumer behind a replay is a single replica that dies with its node, and
+/// async-nats notices that only after two missed 15 s heartbeats (up to a minute's stall).
+const REPLAY_STALL_PROBE: Duration = Duration::from_secs(3);
 /// Messages fetched ahead never exceed this, whatever `max_in_flight` says.
 const MAX_BATCH: usize = 256;
 /// The readiness probe's stream request; readiness is polled every few seconds.
@@ -550,6 +554,7 @@ impl Bus for NatsBus {
             next: from.max(1),
             messages: None,
             failures: 0,
+            reopened_at_last: 0,
         };
         let label = format!("replay of {stream} from {from}");
         let (admin, name, next) = (&replayer.admin, replayer.stream, replayer.next);
@@ -800,6 +805,9 @@ struct Replayer {
     next: u64,
     messages: Option<pull::Ordered>,
     failures: u32,
+    /// The stream's last sequence when a stall last re-opened the replay: the tail it could not
+    /// read may be deleted messages, and those are not worth a re-open every probe.
+    reopened_at_last: u64,
 }
 
 /// An ordered consumer of `stream` from `next` on. (A free function: the replayer holding the
@@ -841,7 +849,14 @@ impl Replayer {
                     }
                 },
             };
-            match messages.next().await {
+            let Ok(message) = tokio::time::timeout(REPLAY_STALL_PROBE, messages.next()).await
+            else {
+                if self.stalled().await {
+                    self.messages = None;
+                }
+                continue;
+            };
+            match message {
                 Some(Ok(message)) => {
                     self.failures = 0;
                     if let Some(delivery) = to_delivery(message) {
@@ -865,6 +880,29 @@ impl Replayer {
                 }
             }
         }
+    }
+
+    /// Whether the stream holds a message at or past the one this replay waits for, which its
+    /// consumer has not delivered within the probe (it died with its node). Once per last
+    /// sequence; an unanswered probe (no connection, no stream leader) says no, and the next
+    /// probe asks again.
+    async fn stalled(&mut self) -> bool {
+        let last = match self.admin.get_stream(self.stream).await {
+            Ok(stream) => stream.cached_info().state.last_sequence,
+            Err(_) => return false,
+        };
+        if last < self.next || last == self.reopened_at_last {
+            return false;
+        }
+        self.reopened_at_last = last;
+        warn!(
+            stream = self.stream,
+            from = self.next,
+            last,
+            "replay stalled with messages waiting; re-opening it"
+        );
+        metrics::counter!("switchyard_bus_consumer_restarts_total").increment(1);
+        true
     }
 
     async fn pause(&mut self, why: &str) {
