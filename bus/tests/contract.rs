@@ -15,10 +15,10 @@ use switchyard_schema::envelope::{
     ChatOut, ChatTarget, ControlReply, ControlRequest, Empty, Fact, FrustFanout, FrustOut, Inbound,
     OnlineUsers,
 };
-use switchyard_schema::frust::{Click, OnlineUser, Status};
+use switchyard_schema::frust::{OnlineUser, Status};
 use switchyard_schema::subjects::chat_partition;
 use switchyard_schema::topics;
-use switchyard_testkit::{Server, WAIT};
+use switchyard_testkit::{inbound_click, Server, WAIT};
 
 /// One adapter under the contract.
 struct Adapter {
@@ -54,20 +54,6 @@ fn say(line: &str) {
     eprintln!("{line}");
 }
 
-fn click(id: &str, n: i64) -> Inbound {
-    Inbound::FrustClick {
-        id: id.to_owned(),
-        session: "s".into(),
-        click: Click {
-            user: "u".into(),
-            comment: None,
-            style: None,
-            timestamp: 1_700_000_000 + n,
-        },
-        session_clicks: n as u64 + 1,
-    }
-}
-
 fn fact(id: &str) -> Fact {
     Fact::FrustClick {
         id: id.to_owned(),
@@ -101,7 +87,7 @@ async fn durable_publishes_are_consumed_in_order_once_acked(bus: &dyn Bus) {
         .consume_from(&topics::IN_FRUST_ALL, "contract-order", 8)
         .await
         .unwrap();
-    let sent: Vec<Inbound> = (0..5).map(|i| click(&format!("order-{i}"), i)).collect();
+    let sent: Vec<Inbound> = (0..5).map(|i| inbound_click(&format!("order-{i}"), i)).collect();
     for packet in &sent {
         bus.publish_durable_to(&topics::IN_FRUST_CLICK, packet.id(), packet)
             .await
@@ -172,7 +158,7 @@ async fn readers_with_one_name_split_the_work(bus: &dyn Bus) {
         bus.publish_durable_to(
             &room,
             &format!("split-{i}"),
-            &click(&format!("split-{i}"), 0),
+            &inbound_click(&format!("split-{i}"), 0),
         )
         .await
         .unwrap();
@@ -213,7 +199,7 @@ async fn poison_deliveries_reach_their_reader_as_errors(bus: &dyn Bus) {
     bus.publish_durable(room.subject(), "poison", Bytes::from_static(b"garbage"))
         .await
         .unwrap();
-    let good = click("after-poison", 0);
+    let good = inbound_click("after-poison", 0);
     bus.publish_durable_to(&room, good.id(), &good)
         .await
         .unwrap();
@@ -239,7 +225,7 @@ async fn unacked_deliveries_come_back(first: Arc<dyn Bus>, second: Arc<dyn Bus>)
         .await
         .unwrap();
     for i in 0..3 {
-        let packet = click(&format!("redeliver-{i}"), i);
+        let packet = inbound_click(&format!("redeliver-{i}"), i);
         first
             .publish_durable_to(&room, packet.id(), &packet)
             .await

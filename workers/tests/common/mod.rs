@@ -3,25 +3,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use switchyard_schema::envelope::{self, Inbound};
-use switchyard_schema::frust::Click;
+use switchyard_schema::envelope;
 use switchyard_store::Store;
+use switchyard_testkit::inbound_click;
 use tempfile::TempDir;
 
 /// An inbound click, encoded as an edge publishes it; `n` orders it (timestamp, session count).
 pub fn click(id: &str, n: u64) -> Bytes {
-    let packet = Inbound::FrustClick {
-        id: id.to_owned(),
-        session: "s".into(),
-        click: Click {
-            user: "u".into(),
-            comment: None,
-            style: None,
-            timestamp: 1_700_000_000 + n as i64,
-        },
-        session_clicks: n + 1,
-    };
-    Bytes::from(envelope::encode(&packet).unwrap())
+    Bytes::from(envelope::encode(&inbound_click(id, n)).unwrap())
 }
 
 /// A SQLite store in a directory of its own, removed when the `TempDir` drops (the file is
