@@ -18,7 +18,7 @@ use switchyard_schema::envelope::{
 use switchyard_schema::frust::{OnlineUser, Status};
 use switchyard_schema::subjects::chat_partition;
 use switchyard_schema::topics;
-use switchyard_testkit::{inbound_click, Server, WAIT};
+use switchyard_testkit::{inbound_click, start_cluster, Server, WAIT};
 
 /// One adapter under the contract.
 struct Adapter {
@@ -433,6 +433,34 @@ async fn nats_bus_meets_the_contract() {
         .with_ack_wait(short_ack_wait);
     contract(Adapter {
         bus: Arc::new(connect(&server, "contract").await),
+        keeps_history: true,
+        redelivery: Some((Arc::new(first), Arc::new(second))),
+    })
+    .await;
+}
+
+/// The same contract on a three-node JetStream cluster with its streams replicated on all three
+/// (as deployed), and each connection attached to a different node, so the publisher, the
+/// reader and the redelivered reader talk to the stream through routes and its leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_bus_on_a_three_node_cluster_meets_the_contract() {
+    let nodes = start_cluster();
+    let on = |i: usize, name: &'static str| {
+        let url = nodes[i].url();
+        async move {
+            NatsBus::connect(NatsOptions {
+                replicas: Some(3),
+                ..NatsOptions::new(vec![url], name)
+            })
+            .await
+            .expect("connect")
+        }
+    };
+    let short_ack_wait = Duration::from_secs(1);
+    let first = on(1, "contract-first").await.with_ack_wait(short_ack_wait);
+    let second = on(2, "contract-second").await.with_ack_wait(short_ack_wait);
+    contract(Adapter {
+        bus: Arc::new(on(0, "contract").await),
         keeps_history: true,
         redelivery: Some((Arc::new(first), Arc::new(second))),
     })
