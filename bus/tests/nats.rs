@@ -52,7 +52,7 @@ async fn recv(messages: &mut BoxStream<'static, Message>) -> Message {
 async fn newest_consumer_node(url: &str, stream: &str) -> Option<String> {
     let client = async_nats::connect(url).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream(stream).await.unwrap();
+    let stream = js.get_stream(stream).await.unwrap();
     let consumers: Vec<_> = stream.consumers().collect().await;
     consumers
         .into_iter()
