@@ -87,7 +87,9 @@ async fn durable_publishes_are_consumed_in_order_once_acked(bus: &dyn Bus) {
         .consume_from(&topics::IN_FRUST_ALL, "contract-order", 8)
         .await
         .unwrap();
-    let sent: Vec<Inbound> = (0..5).map(|i| inbound_click(&format!("order-{i}"), i)).collect();
+    let sent: Vec<Inbound> = (0..5)
+        .map(|i| inbound_click(&format!("order-{i}"), i))
+        .collect();
     for packet in &sent {
         bus.publish_durable_to(&topics::IN_FRUST_CLICK, packet.id(), packet)
             .await
