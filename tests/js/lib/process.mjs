@@ -60,7 +60,7 @@ export function processHandle(name, { logLines = 400, tailLines = 80 } = {}) {
     handle.exit = null;
     handle.generation += 1;
     const gen = handle.generation;
-    push(`=== ${name} #${gen} ${banner}`);
+    handle.logs.push(`=== ${name} #${gen} ${banner}`);
     const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     handle.child = child;
     live.add(child);
@@ -73,10 +73,10 @@ export function processHandle(name, { logLines = 400, tailLines = 80 } = {}) {
         for (const line of lines) push(line);
       });
     }
-    child.on('error', (err) => push(`=== spawn error: ${err.message}`));
+    child.on('error', (err) => handle.logs.push(`=== spawn error: ${err.message}`));
     child.on('exit', (code, signal) => {
       live.delete(child);
-      push(`=== ${name} #${gen} exited code=${code} signal=${signal}`);
+      handle.logs.push(`=== ${name} #${gen} exited code=${code} signal=${signal}`);
       if (handle.child === child) {
         handle.exit = { code, signal };
         handle.paused = false;
@@ -119,7 +119,7 @@ export function processHandle(name, { logLines = 400, tailLines = 80 } = {}) {
     if (handle.exit) {
       throw new Error(`${name} had already exited (${JSON.stringify(handle.exit)}) before stop()\n${handle.tail()}`);
     }
-    push(`=== ${name}: test sends SIGTERM`);
+    handle.logs.push(`=== ${name}: test sends SIGTERM`);
     const done = exited(child);
     child.kill('SIGTERM');
     let timer;
@@ -140,7 +140,7 @@ export function processHandle(name, { logLines = 400, tailLines = 80 } = {}) {
   handle.kill = async (signal = 'SIGKILL') => {
     const child = handle.child;
     if (!child || handle.exit) return handle.exit;
-    push(`=== ${name}: test sends ${signal}`);
+    handle.logs.push(`=== ${name}: test sends ${signal}`);
     const done = exited(child);
     child.kill(signal);
     return done;
@@ -150,7 +150,7 @@ export function processHandle(name, { logLines = 400, tailLines = 80 } = {}) {
   const signalPaused = (paused) => {
     const child = handle.child;
     if (!child || handle.exit) return false;
-    push(`=== ${name}: test sends ${paused ? 'SIGSTOP' : 'SIGCONT'}`);
+    handle.logs.push(`=== ${name}: test sends ${paused ? 'SIGSTOP' : 'SIGCONT'}`);
     child.kill(paused ? 'SIGSTOP' : 'SIGCONT');
     handle.paused = paused;
     return true;
